@@ -1,0 +1,85 @@
+//! Fault points: named places where a test can make the process die (as a
+//! SIGKILL would leave it) or, in-process, make an operation fail.
+//!
+//! `RATCHET_FAULT=<when>:<point>` (e.g. `after:tool:0:call_2`,
+//! `before:commit`, `during:commit:messages`) kills the process when the
+//! named point is reached. A [`FaultSwitch`] arms a point in-process instead,
+//! so a store test can make a commit fail midway and check nothing is left.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The environment variable naming the fault point.
+pub const FAULT_ENV: &str = "RATCHET_FAULT";
+
+fn env_fault() -> Option<&'static str> {
+    static SPEC: OnceLock<Option<String>> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        std::env::var(FAULT_ENV)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    })
+    .as_deref()
+}
+
+/// Kills this process at once with SIGKILL: no destructors, no flushing.
+pub fn die_now(point: &str) -> ! {
+    tracing::warn!(point, "fault point reached: killing the process");
+    // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+    std::process::abort()
+}
+
+/// Kills the process if `RATCHET_FAULT` names `{when}:{point}`.
+pub fn point(when: &str, point: &str) {
+    if let Some(spec) = env_fault()
+        && let Some(rest) = spec.strip_prefix(when)
+        && rest.strip_prefix(':') == Some(point)
+    {
+        die_now(spec);
+    }
+}
+
+/// An in-process switch that makes one named point fail once.
+#[derive(Clone, Debug, Default)]
+pub struct FaultSwitch(Arc<Mutex<Option<String>>>);
+
+impl FaultSwitch {
+    /// A switch with nothing armed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Arms `point`: the next time it is reached, it fails.
+    pub fn arm(&self, point: impl Into<String>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(point.into());
+    }
+
+    /// Reaching `point`: kills the process if the environment names it
+    /// (`during:{point}`), fails if the switch is armed for it.
+    pub fn check(&self, point: &str) -> Result<(), String> {
+        self::point("during", point);
+        let mut armed = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if armed.as_deref() == Some(point) {
+            *armed = None;
+            return Err(format!("injected fault at {point}"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_armed_switch_fails_once_at_its_point_only() {
+        let s = FaultSwitch::new();
+        s.arm("commit:events");
+        assert!(s.check("commit:messages").is_ok());
+        assert!(s.check("commit:events").is_err());
+        assert!(s.check("commit:events").is_ok());
+    }
+}

@@ -1,0 +1,12 @@
+//! ratchet: crash-resilient LLM agent turns.
+//!
+//! A turn claims its input, prepares the model context, runs an effect loop
+//! of model and tool calls, finalizes and commits atomically. Each phase is a
+//! journal step: in-process on SQLite (the inline tier) or a journaled
+//! Restate step (the durable tier). See `shared/DESIGN.md`.
+
+pub mod clock;
+pub mod fault;
+pub mod hash;
+pub mod model;
+pub mod store;

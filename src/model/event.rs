@@ -1,0 +1,120 @@
+//! Session events: the append-only log a session keeps of what happened.
+
+use super::{StopReason, TurnOutcome, Usage};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One event. Its id is `{turn_id}:{seq}`, so a replayed turn never adds it twice.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SessionEvent {
+    /// `{turn_id}:{seq}`.
+    pub id: String,
+    /// The turn that emitted it.
+    pub turn_id: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What an event says.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A turn claimed its input and started.
+    TurnStarted {
+        /// The turn's index in the session.
+        turn_index: u64,
+    },
+    /// A tool ran.
+    ToolExecuted {
+        /// The call.
+        tool_call_id: String,
+        /// The tool.
+        name: String,
+        /// Whether it failed.
+        is_error: bool,
+    },
+    /// A session command was applied.
+    CommandApplied {
+        /// The command, as JSON.
+        command: serde_json::Value,
+    },
+    /// Something went wrong; the turn records it.
+    Error {
+        /// A stable machine code.
+        code: String,
+        /// A readable explanation.
+        message: String,
+    },
+    /// The turn committed.
+    TurnCommitted {
+        /// The session version it produced.
+        version: u64,
+        /// Its outcome.
+        outcome: TurnOutcome,
+        /// Its token usage.
+        usage: Usage,
+    },
+}
+
+impl SessionEvent {
+    /// An event with its id derived from the turn id and a sequence number.
+    pub fn new(turn_id: &str, seq: usize, kind: EventKind) -> Self {
+        SessionEvent {
+            id: format!("{turn_id}:{seq}"),
+            turn_id: turn_id.to_string(),
+            kind,
+        }
+    }
+
+    /// An error event for a stopped turn.
+    pub fn error(turn_id: &str, seq: usize, reason: StopReason, message: &str) -> Self {
+        let code = serde_json::to_value(reason)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_else(|| "runtime_error".into());
+        Self::new(
+            turn_id,
+            seq,
+            EventKind::Error {
+                code,
+                message: message.to_string(),
+            },
+        )
+    }
+}
+
+/// An event as stored, with its position in the session's log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StoredEvent {
+    /// Position in the session's log, from 1; read "after" a cursor.
+    pub cursor: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: SessionEvent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn event_json_round_trips_with_derived_id() {
+        let e = SessionEvent::error("t1", 2, StopReason::InvalidInput, "empty input");
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(
+            v,
+            json!({"id":"t1:2","turn_id":"t1","type":"error","code":"invalid_input","message":"empty input"})
+        );
+        assert_eq!(serde_json::from_value::<SessionEvent>(v).unwrap(), e);
+        let s = StoredEvent {
+            cursor: 7,
+            event: SessionEvent::new("t1", 0, EventKind::TurnStarted { turn_index: 3 }),
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["cursor"], 7);
+        assert_eq!(v["type"], "turn_started");
+        assert_eq!(serde_json::from_value::<StoredEvent>(v).unwrap(), s);
+    }
+}
