@@ -10,3 +10,4 @@ pub mod fault;
 pub mod hash;
 pub mod model;
 pub mod store;
+pub mod llm;
