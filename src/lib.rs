@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod fault;
 pub mod hash;
+pub mod llm;
 pub mod model;
 pub mod store;
-pub mod llm;
+pub mod tools;

@@ -1,0 +1,117 @@
+//! Tools: the [`Tool`] trait, the [`ToolRegistry`] the effect loop calls
+//! through, argument checking against each tool's JSON Schema, and the
+//! built-ins `calculator`, `clock` and `notes`.
+
+mod builtin;
+mod registry;
+pub mod schema;
+
+pub use builtin::{Calculator, ClockTool, Notes, builtin_registry};
+pub use registry::ToolRegistry;
+
+use crate::clock::SharedClock;
+use crate::model::SessionId;
+use crate::store::SessionStore;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// How safe a tool is to run again after a crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdempotencyClass {
+    /// No side effects; same arguments, same answer.
+    Pure,
+    /// Side effects that repeat harmlessly.
+    Idempotent,
+    /// Side effects deduplicated by the idempotency key it is given.
+    Keyed,
+    /// Side effects that may repeat if the process dies mid-call.
+    Unsafe,
+}
+
+/// What a tool call can see.
+#[derive(Clone)]
+pub struct ToolContext {
+    /// The session.
+    pub session_id: SessionId,
+    /// The turn.
+    pub turn_id: String,
+    /// The call.
+    pub tool_call_id: String,
+    /// `{session}:{turn}:{tool_call_id}`: stable across re-runs of the call.
+    pub idempotency_key: String,
+    /// The session store (for tools that keep durable state).
+    pub store: Arc<dyn SessionStore>,
+    /// The clock.
+    pub clock: SharedClock,
+}
+
+/// A tool's answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolOutput {
+    /// The text the model sees.
+    pub content: String,
+    /// Whether it is an error result.
+    #[serde(default)]
+    pub is_error: bool,
+    /// A structured value, when the tool has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+    /// The tool's result ends the turn (as its value, or as its error).
+    #[serde(default)]
+    pub ends_turn: bool,
+}
+
+impl ToolOutput {
+    /// A successful text result.
+    pub fn text(content: impl Into<String>) -> Self {
+        ToolOutput {
+            content: content.into(),
+            is_error: false,
+            value: None,
+            ends_turn: false,
+        }
+    }
+
+    /// An error result the model sees.
+    pub fn error(content: impl Into<String>) -> Self {
+        ToolOutput {
+            is_error: true,
+            ..Self::text(content)
+        }
+    }
+}
+
+/// Why a tool call failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ToolError {
+    /// The arguments are wrong; the model is told and may try again.
+    #[error("invalid arguments: {0}")]
+    InvalidArguments(String),
+    /// The tool failed; the model is told.
+    #[error("{0}")]
+    Failed(String),
+    /// The tool cannot continue and neither can the turn (`ToolFailure`).
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// A tool the model can call.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    /// Its name, unique in a registry.
+    fn name(&self) -> &str;
+    /// What it does, for the model.
+    fn description(&self) -> &str;
+    /// JSON Schema of its arguments.
+    fn parameters(&self) -> serde_json::Value;
+    /// How safe it is to re-run.
+    fn idempotency(&self) -> IdempotencyClass;
+    /// Runs the tool.
+    async fn call(
+        &self,
+        ctx: &ToolContext,
+        args: serde_json::Value,
+    ) -> Result<ToolOutput, ToolError>;
+}

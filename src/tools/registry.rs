@@ -1,0 +1,81 @@
+//! The tool registry: looks tools up by name, checks arguments against their
+//! schemas, and turns every failure the model can recover from into an
+//! error result the model sees.
+
+use super::{Tool, ToolContext, ToolError, ToolOutput, schema};
+use crate::llm::ToolSpec;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The tools a turn may call, by name.
+#[derive(Clone, Default)]
+pub struct ToolRegistry {
+    tools: BTreeMap<String, Arc<dyn Tool>>,
+}
+
+impl ToolRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) a tool.
+    pub fn register(&mut self, tool: Arc<dyn Tool>) -> &mut Self {
+        self.tools.insert(tool.name().to_string(), tool);
+        self
+    }
+
+    /// The same registry with one more tool.
+    pub fn with(mut self, tool: Arc<dyn Tool>) -> Self {
+        self.register(tool);
+        self
+    }
+
+    /// Looks a tool up.
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
+        self.tools.get(name)
+    }
+
+    /// Tool names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.tools.keys().cloned().collect()
+    }
+
+    /// Specs for the model, sorted by name.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        self.tools
+            .values()
+            .map(|t| ToolSpec {
+                name: t.name().to_string(),
+                description: t.description().to_string(),
+                parameters: t.parameters(),
+            })
+            .collect()
+    }
+
+    /// Runs a call. Unknown tools, bad arguments and ordinary tool failures
+    /// come back as error results; only `ToolError::Fatal` is an `Err`.
+    pub async fn invoke(
+        &self,
+        ctx: &ToolContext,
+        name: &str,
+        args: serde_json::Value,
+    ) -> Result<ToolOutput, ToolError> {
+        let Some(tool) = self.tools.get(name) else {
+            return Ok(ToolOutput::error(format!(
+                "unknown tool '{name}'; available: {}",
+                self.names().join(", ")
+            )));
+        };
+        if let Err(e) = schema::validate(&tool.parameters(), &args) {
+            return Ok(ToolOutput::error(format!(
+                "invalid arguments for {name}: {e}"
+            )));
+        }
+        match tool.call(ctx, args).await {
+            Ok(out) => Ok(out),
+            Err(ToolError::Fatal(m)) => Err(ToolError::Fatal(m)),
+            Err(e) => Ok(ToolOutput::error(e.to_string())),
+        }
+    }
+}
