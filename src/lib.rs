@@ -12,3 +12,6 @@ pub mod llm;
 pub mod model;
 pub mod store;
 pub mod tools;
+pub mod journal;
+pub mod plugins;
+pub mod engine;

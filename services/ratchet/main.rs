@@ -1,1 +1,160 @@
-fn main() {}
+//! The `ratchet` binary: the inline-tier CLI (turn, submit, drain, history,
+//! events, resume, export, replay) and the Restate endpoint (`serve`).
+
+mod inline;
+mod output;
+mod setup;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Crash-resilient LLM agent turns.
+#[derive(Parser)]
+#[command(name = "ratchet", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the store is and which model to use.
+#[derive(clap::Args, Clone)]
+struct StoreArgs {
+    /// SQLite database file of the embedded store.
+    #[arg(long, global = true, default_value = ".ratchet/ratchet.db", env = "RATCHET_DB")]
+    db: PathBuf,
+    /// Model: `demo` (offline rule-based stand-in), `scripted:FILE`, or
+    /// `openai:MODEL` (key from OPENAI_API_KEY, base URL from OPENAI_BASE_URL).
+    #[arg(long, global = true, default_value = "demo", env = "RATCHET_MODEL")]
+    model: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one turn now and print it.
+    Turn {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The session.
+        #[arg(long)]
+        session: String,
+        /// Idempotency id of the input (a fresh one by default).
+        #[arg(long)]
+        input_id: Option<String>,
+        /// Print the assembled turn as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// The user's text.
+        text: String,
+    },
+    /// Add an input to the session's inbox without running it.
+    Submit {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The session.
+        #[arg(long)]
+        session: String,
+        /// Idempotency id of the input (a fresh one by default).
+        #[arg(long)]
+        input_id: Option<String>,
+        /// The user's text.
+        text: String,
+    },
+    /// Run every pending input of the session, oldest first.
+    Drain {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The session.
+        #[arg(long)]
+        session: String,
+        /// Print the turns as JSON (one object per line).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the session's committed history.
+    History {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The session.
+        #[arg(long)]
+        session: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the session's events after a cursor.
+    Events {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The session.
+        #[arg(long)]
+        session: String,
+        /// Only events after this cursor.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Print how many times each effect (model or tool call) ran, as JSON.
+    Effects {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The session.
+        #[arg(long)]
+        session: String,
+    },
+    /// Finish inline turns whose process died, from their checkpoints.
+    Resume {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The session.
+        #[arg(long)]
+        session: String,
+        /// Take over even while the dead turn's lease has not expired.
+        #[arg(long)]
+        force: bool,
+        /// Print the resumed turns as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an inline turn's recording (from its checkpoints) to stdout.
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The session.
+        #[arg(long)]
+        session: String,
+        /// The (root) turn id.
+        #[arg(long)]
+        turn: String,
+    },
+    /// Replay a recorded turn against this build, every effect served from
+    /// the recording; print `replay ok` or the first divergent step.
+    Replay {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The recording file.
+        #[arg(long)]
+        recording: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    setup::init_logging();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(inline::dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -689,6 +689,20 @@ pub async fn notes_are_idempotent_by_key(f: &dyn StoreFactory) {
     );
 }
 
+/// The effect ledger counts every execution, per key and per session.
+pub async fn effect_ledger_counts_every_execution(f: &dyn StoreFactory) {
+    let fx = fixture(f).await;
+    let s = sid("s");
+    assert_eq!(fx.store.count_effect(&s, "tool:t1:call_0").await.unwrap(), 1);
+    assert_eq!(fx.store.count_effect(&s, "tool:t1:call_0").await.unwrap(), 2);
+    assert_eq!(fx.store.count_effect(&s, "model:t1:0").await.unwrap(), 1);
+    assert_eq!(fx.store.count_effect(&sid("other"), "tool:t1:call_0").await.unwrap(), 1);
+    let counts = fx.store.effect_counts(&s).await.unwrap();
+    assert_eq!(counts.get("tool:t1:call_0"), Some(&2));
+    assert_eq!(counts.get("model:t1:0"), Some(&1));
+    assert_eq!(counts.len(), 2);
+}
+
 /// Settings changed by a commit are kept on the head.
 pub async fn commit_applies_settings(f: &dyn StoreFactory) {
     let fx = fixture(f).await;
@@ -729,6 +743,7 @@ macro_rules! store_conformance_tests {
             checkpoints_track_unfinished_turns,
             notes_are_idempotent_by_key,
             commit_applies_settings,
+            effect_ledger_counts_every_execution,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {

@@ -4,7 +4,7 @@
 use super::rules::{self, LeaseRow, StoreOptions};
 use super::*;
 use crate::model::{SessionEvent, SessionId, StoredEvent, Usage};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 #[derive(Default)]
@@ -20,6 +20,7 @@ struct SessionState {
     event_ids: HashSet<String>,
     checkpoints: Vec<Checkpoint>,
     notes: Vec<Note>,
+    effects: BTreeMap<String, u64>,
 }
 
 impl SessionState {
@@ -445,5 +446,18 @@ impl SessionStore for MemoryStore {
 
     async fn notes(&self, session: &SessionId) -> StoreResult<Vec<Note>> {
         self.with_session(session, |s| Ok(s.notes.clone()))
+    }
+
+    async fn count_effect(&self, session: &SessionId, key: &str) -> StoreResult<u64> {
+        rules::check_id("effect key", key)?;
+        self.with_session_or_new(session, |s| {
+            let n = s.effects.entry(key.to_string()).or_insert(0);
+            *n += 1;
+            Ok(*n)
+        })
+    }
+
+    async fn effect_counts(&self, session: &SessionId) -> StoreResult<BTreeMap<String, u64>> {
+        self.with_session(session, |s| Ok(s.effects.clone()))
     }
 }

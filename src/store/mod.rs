@@ -121,4 +121,11 @@ pub trait SessionStore: Send + Sync {
 
     /// The session's notes, in the order written.
     async fn notes(&self, session: &SessionId) -> StoreResult<Vec<Note>>;
+
+    /// Counts one execution of an effect (a model or tool call body), outside
+    /// any commit: the ledger that proves each effect ran once.
+    async fn count_effect(&self, session: &SessionId, key: &str) -> StoreResult<u64>;
+
+    /// Executions per effect key.
+    async fn effect_counts(&self, session: &SessionId) -> StoreResult<std::collections::BTreeMap<String, u64>>;
 }

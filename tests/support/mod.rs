@@ -41,3 +41,45 @@ impl StoreFactory for SqliteFactory {
         Arc::new(SqliteStore::open_with(path, options).expect("open sqlite"))
     }
 }
+
+use ratchet::clock::ManualClock;
+use ratchet::engine::inline::InlineRunner;
+use ratchet::engine::{EngineConfig, RetryPolicy, Runtime};
+use ratchet::llm::{ModelProvider, ScriptedProvider};
+use ratchet::plugins::PluginSet;
+use ratchet::tools::builtin_registry;
+
+/// A runtime on `store` with a scripted model, a fixed clock and fast retries.
+pub fn scripted_runtime(store: Arc<dyn SessionStore>, script: serde_json::Value) -> Runtime {
+    let model = ScriptedProvider::from_json_str(&script.to_string()).expect("valid script");
+    runtime_with(store, Arc::new(model))
+}
+
+/// A runtime on `store` with `model`, a fixed clock and fast retries.
+pub fn runtime_with(store: Arc<dyn SessionStore>, model: Arc<dyn ModelProvider>) -> Runtime {
+    Runtime {
+        store,
+        model,
+        tools: builtin_registry(),
+        plugins: PluginSet::new(),
+        clock: ManualClock::new(1_764_000_000_000),
+        config: EngineConfig {
+            provider_retry: RetryPolicy {
+                attempts: 3,
+                initial_backoff_ms: 1,
+                max_backoff_ms: 2,
+            },
+            ..EngineConfig::default()
+        },
+    }
+}
+
+/// An inline runner with a fixed owner name.
+pub fn runner(rt: Runtime) -> InlineRunner {
+    InlineRunner::new(rt, "test-owner")
+}
+
+/// A fresh SQLite store in `dir`.
+pub fn sqlite_in(dir: &std::path::Path, name: &str) -> Arc<dyn SessionStore> {
+    Arc::new(SqliteStore::open(dir.join(name)).expect("open sqlite"))
+}

@@ -763,4 +763,35 @@ impl SessionStore for SqliteStore {
             rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
         })
     }
+
+    async fn count_effect(&self, session: &SessionId, key: &str) -> StoreResult<u64> {
+        rules::check_id("effect key", key)?;
+        self.write(|tx| {
+            Self::ensure_session(tx, session)?;
+            tx.query_row(
+                "INSERT INTO effects (session_id, key, count) VALUES (?1, ?2, 1)
+                 ON CONFLICT (session_id, key) DO UPDATE SET count = count + 1
+                 RETURNING count",
+                params![session.as_str(), key],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(map_err)
+        })
+    }
+
+    async fn effect_counts(&self, session: &SessionId) -> StoreResult<std::collections::BTreeMap<String, u64>> {
+        self.read(|c| {
+            Self::require_session(c, session)?;
+            let mut stmt = c
+                .prepare_cached("SELECT key, count FROM effects WHERE session_id = ?1")
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![session.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })
+                .map_err(map_err)?;
+            rows.collect::<Result<_, _>>().map_err(map_err)
+        })
+    }
 }

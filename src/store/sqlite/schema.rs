@@ -73,6 +73,12 @@ const MIGRATIONS: &[&str] = &[
         seq INTEGER NOT NULL,
         text TEXT NOT NULL,
         PRIMARY KEY (session_id, key)
+    );
+    CREATE TABLE effects (
+        session_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (session_id, key)
     );",
 ];
 

@@ -1,0 +1,77 @@
+//! Building what commands need: logging, the store, the model, the runtime.
+
+use anyhow::{Context, Result, bail};
+use ratchet::clock;
+use ratchet::engine::{EngineConfig, Runtime};
+use ratchet::llm::{DemoModel, ModelProvider, OpenAiClient, OpenAiConfig, ScriptedProvider};
+use ratchet::plugins::PluginSet;
+use ratchet::store::{SessionStore, SqliteStore};
+use ratchet::tools::{ToolRegistry, builtin_registry};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Logs to stderr, filtered by `RATCHET_LOG` (default `warn`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RATCHET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Opens the SQLite store, creating its directory when needed.
+pub fn open_store(path: &Path) -> Result<Arc<dyn SessionStore>> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the store directory {}", dir.display()))?;
+    }
+    Ok(Arc::new(SqliteStore::open(path)?))
+}
+
+/// The model named by a `--model` spec; a script naming a tool the
+/// registry lacks is refused up front.
+pub fn model_from_spec(spec: &str, tools: &ToolRegistry) -> Result<Arc<dyn ModelProvider>> {
+    if spec == "demo" {
+        return Ok(Arc::new(DemoModel::new()));
+    }
+    if let Some(file) = spec.strip_prefix("scripted:") {
+        let script = ScriptedProvider::from_file(file)?;
+        let known = tools.names();
+        let unknown: Vec<String> = script
+            .tool_names()
+            .into_iter()
+            .filter(|n| !known.contains(n))
+            .collect();
+        if !unknown.is_empty() {
+            bail!(
+                "script {file} calls unknown tool(s): {} (available: {})",
+                unknown.join(", "),
+                known.join(", ")
+            );
+        }
+        return Ok(Arc::new(script));
+    }
+    if let Some(model) = spec.strip_prefix("openai:") {
+        let mut config = OpenAiConfig::new(model);
+        if let Ok(base) = std::env::var("OPENAI_BASE_URL") {
+            config.base_url = base;
+        }
+        return Ok(Arc::new(OpenAiClient::new(config)?));
+    }
+    bail!("unknown model '{spec}': use demo, scripted:FILE or openai:MODEL")
+}
+
+/// The runtime for the inline tier.
+pub fn runtime(store: Arc<dyn SessionStore>, model_spec: &str) -> Result<Runtime> {
+    let tools = builtin_registry();
+    Ok(Runtime {
+        store,
+        model: model_from_spec(model_spec, &tools)?,
+        tools,
+        plugins: PluginSet::new(),
+        clock: clock::system(),
+        config: EngineConfig::default(),
+    })
+}

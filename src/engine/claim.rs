@@ -1,0 +1,139 @@
+//! Phase 1, claim: take the session's execution lease, then the input from
+//! the inbox with the session commands enqueued before it, and fix the base
+//! version history is read at. An agent frame instead continues under the
+//! lease its root turn kept, with the frame's task as its input.
+
+use super::{TurnCx, step_err};
+use crate::hash::digest;
+use crate::journal::{JournalError, StepError};
+use crate::model::{SessionCommand, TurnInput};
+use crate::store::{ClaimTarget, InboxPayload, Lease, SessionSettings};
+use serde::{Deserialize, Serialize};
+
+/// What the claim step records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClaimRecord {
+    /// The turn.
+    pub turn_id: String,
+    /// The head version history is read at; also the turn's index.
+    pub base_version: u64,
+    /// The lease held for the turn.
+    pub lease: Lease,
+    /// Inbox entries claimed (commands, then the input).
+    pub claimed_ids: Vec<String>,
+    /// The input.
+    pub input: TurnInput,
+    /// Commands applied before the input.
+    pub commands: Vec<SessionCommand>,
+    /// Session settings after the commands.
+    pub settings: SessionSettings,
+    /// Whether the commands changed the settings.
+    pub settings_changed: bool,
+    /// When the turn started (the injected clock, read inside the step).
+    pub started_at_ms: u64,
+}
+
+/// Where a turn's input comes from.
+pub enum ClaimSource<'a> {
+    /// A root turn: an inbox entry, claimed as `owner`.
+    Inbox {
+        /// Lease owner.
+        owner: &'a str,
+        /// The input's inbox id.
+        input_id: &'a str,
+    },
+    /// An agent frame: the previous turn's lease, version and settings.
+    Frame {
+        /// The lease kept by the previous commit.
+        lease: &'a Lease,
+        /// The frame's task.
+        task: &'a str,
+        /// The version the previous commit produced.
+        base_version: u64,
+        /// Settings in force.
+        settings: &'a SessionSettings,
+    },
+}
+
+/// Runs the claim step.
+pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord, JournalError> {
+    let rt = cx.rt;
+    match source {
+        ClaimSource::Inbox { owner, input_id } => {
+            let hash = digest(&("claim", cx.session, input_id));
+            cx.step("claim", &hash, async move {
+                let lease = rt
+                    .store
+                    .acquire_lease(cx.session, owner, rt.config.lease_ttl_ms)
+                    .await
+                    .map_err(step_err)?;
+                let claim = rt
+                    .store
+                    .claim(&lease, ClaimTarget::Input(input_id.to_string()))
+                    .await
+                    .map_err(step_err)?;
+                let Some(claim) = claim else {
+                    rt.store.release_lease(&lease).await.map_err(step_err)?;
+                    return Err(StepError::Terminal {
+                        code: "input_not_pending".into(),
+                        message: format!("input '{input_id}' is not pending in session '{}'", cx.session),
+                    });
+                };
+                let head = rt.store.head(cx.session).await.map_err(step_err)?;
+                let InboxPayload::Input(input) = claim.input.payload.clone() else {
+                    return Err(StepError::Terminal {
+                        code: "input_not_pending".into(),
+                        message: format!("inbox entry '{input_id}' is a command, not an input"),
+                    });
+                };
+                let mut settings = head.settings.clone();
+                let mut commands = Vec::new();
+                for entry in &claim.commands {
+                    if let InboxPayload::Command(c) = &entry.payload {
+                        settings.apply(c);
+                        commands.push(c.clone());
+                    }
+                }
+                Ok(ClaimRecord {
+                    turn_id: cx.turn.to_string(),
+                    base_version: head.version,
+                    settings_changed: settings != head.settings,
+                    claimed_ids: claim.entry_ids(),
+                    lease,
+                    input,
+                    commands,
+                    settings,
+                    started_at_ms: rt.clock.now_ms(),
+                })
+            })
+            .await
+        }
+        ClaimSource::Frame {
+            lease,
+            task,
+            base_version,
+            settings,
+        } => {
+            let hash = digest(&("claim", cx.session, task, base_version));
+            cx.step("claim", &hash, async move {
+                let lease = rt
+                    .store
+                    .renew_lease(lease, rt.config.lease_ttl_ms)
+                    .await
+                    .map_err(step_err)?;
+                Ok(ClaimRecord {
+                    turn_id: cx.turn.to_string(),
+                    base_version,
+                    lease,
+                    claimed_ids: Vec::new(),
+                    input: TurnInput::text(task),
+                    commands: Vec::new(),
+                    settings: settings.clone(),
+                    settings_changed: false,
+                    started_at_ms: rt.clock.now_ms(),
+                })
+            })
+            .await
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! Phase 5, commit: the store's single-transaction final commit — messages,
+//! head bump, usage, claim completions, events, lease release (or keep, for
+//! an agent frame), receipt. A lost lease abandons the turn's claims so the
+//! new owner can run them, and fails the turn with
+//! `session_execution_lease_lost`.
+
+use super::TurnCx;
+use super::claim::ClaimRecord;
+use super::finalize::FinalizeRecord;
+use crate::journal::{JournalError, StepError};
+use crate::model::{Message, Usage};
+use crate::store::{CommitReceipt, CommitRequest, StoreError, rules};
+
+/// Runs the commit step.
+pub async fn run(
+    cx: &TurnCx<'_>,
+    claim: &ClaimRecord,
+    fin: &FinalizeRecord,
+    messages: &[Message],
+    usage: Usage,
+) -> Result<CommitReceipt, JournalError> {
+    let rt = cx.rt;
+    let request = CommitRequest {
+        session_id: cx.session.clone(),
+        turn_id: cx.turn.to_string(),
+        lease: claim.lease.clone(),
+        base_version: claim.base_version,
+        messages: messages.to_vec(),
+        outcome: fin.outcome.clone(),
+        usage,
+        completed_entries: claim.claimed_ids.clone(),
+        events: fin.events.clone(),
+        settings: claim.settings_changed.then(|| claim.settings.clone()),
+        keep_lease: fin.keep_lease,
+    };
+    let hash = rules::commit_hash(&request);
+    cx.step("commit", &hash, async move {
+        match rt.store.commit(&request).await {
+            Ok(receipt) => Ok(receipt),
+            Err(e @ (StoreError::LeaseLost { .. } | StoreError::VersionConflict { .. })) => {
+                // Another owner runs the session now: hand our claims back.
+                if let Err(abandon) = rt.store.abandon_claims(cx.session, claim.lease.fence).await {
+                    tracing::warn!(error = %abandon, "could not abandon claims after losing the lease");
+                }
+                Err(StepError::Terminal {
+                    code: "session_execution_lease_lost".into(),
+                    message: e.to_string(),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+}

@@ -1,0 +1,73 @@
+//! Building the model's context: which history to keep (trimming never
+//! splits a tool call from its result) and the message list a model call
+//! sees.
+
+use crate::model::{Message, Role};
+
+/// The index of the first history message to keep, so that at most `limit`
+/// messages remain and the first kept one is not a tool result whose call
+/// was cut off.
+pub fn plan_context_start(history: &[Message], limit: usize) -> usize {
+    let mut start = history.len().saturating_sub(limit);
+    while start < history.len() && history[start].role == Role::Tool {
+        start += 1;
+    }
+    start
+}
+
+/// System prompt, kept history, then this turn's messages.
+pub fn assemble(system_prompt: &str, history: &[Message], turn_messages: &[Message]) -> Vec<Message> {
+    let mut out = Vec::with_capacity(history.len() + turn_messages.len() + 1);
+    if !system_prompt.is_empty() {
+        out.push(Message::text("system", Role::System, system_prompt));
+    }
+    out.extend(history.iter().filter(|m| m.role != Role::Event).cloned());
+    out.extend(turn_messages.iter().cloned());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Part;
+    use serde_json::json;
+
+    fn msg(role: Role, id: &str) -> Message {
+        Message::text(id, role, id)
+    }
+
+    fn call(id: &str) -> Message {
+        Message {
+            id: id.into(),
+            role: Role::Assistant,
+            parts: vec![Part::ToolCall {
+                id: "c".into(),
+                name: "calculator".into(),
+                arguments: json!({}),
+            }],
+        }
+    }
+
+    #[test]
+    fn trimming_never_starts_at_an_orphaned_tool_result() {
+        let h = vec![
+            msg(Role::User, "u1"),
+            call("a1"),
+            msg(Role::Tool, "r1"),
+            msg(Role::Tool, "r2"),
+            msg(Role::Assistant, "a2"),
+        ];
+        assert_eq!(plan_context_start(&h, 10), 0);
+        assert_eq!(plan_context_start(&h, 4), 1, "keeps the call with its results");
+        assert_eq!(plan_context_start(&h, 3), 4, "drops results whose call is cut");
+        assert_eq!(plan_context_start(&h, 0), 5);
+    }
+
+    #[test]
+    fn assembled_context_leads_with_the_system_prompt_and_skips_events() {
+        let h = vec![msg(Role::User, "u1"), msg(Role::Event, "e")];
+        let ctx = assemble("be brief", &h, &[msg(Role::User, "u2")]);
+        let ids: Vec<&str> = ctx.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, vec!["system", "u1", "u2"]);
+    }
+}

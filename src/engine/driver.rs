@@ -1,0 +1,178 @@
+//! The driver: runs the five phases of a turn in order, follows agent
+//! frames under the same lease, tells plugins once the commit has landed,
+//! and assembles the [`TurnResult`].
+
+use super::claim::{self, ClaimRecord, ClaimSource};
+use super::effect_loop::{self, Effects};
+use super::finalize::{self, FinalizeInput};
+use super::prepare::{self, Verdict};
+use super::{CancelToken, EngineError, Runtime, TurnCx, TurnRequest, TurnResult, commit};
+use crate::journal::Journal;
+use crate::model::{TurnId, TurnOutcome, Usage};
+use crate::plugins::TurnPersisted;
+use crate::store::{Lease, SessionSettings};
+use tracing::Instrument;
+
+/// Whether effects outside the journal (post-persist hooks, claim clean-up)
+/// run: not when replaying a recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    /// A real run.
+    Live,
+    /// Offline replay from a recording.
+    Replay,
+}
+
+/// Where the next agent frame starts.
+struct FrameStart {
+    lease: Lease,
+    task: String,
+    base_version: u64,
+    settings: SessionSettings,
+}
+
+/// Runs a turn (and the agent frames it switches to) to its commit.
+pub async fn run_turn(
+    rt: &Runtime,
+    journal: &dyn Journal,
+    req: &TurnRequest,
+    cancel: &CancelToken,
+    mode: RunMode,
+) -> Result<TurnResult, EngineError> {
+    let span = tracing::info_span!("turn", session_id = %req.session_id, turn_id = %req.turn_id);
+    async {
+        let mut results: Vec<TurnResult> = Vec::new();
+        let mut next: Option<FrameStart> = None;
+        for frame in 0..=rt.config.max_frames {
+            let turn = if frame == 0 {
+                req.turn_id.clone()
+            } else {
+                req.turn_id.agent_frame(frame)
+            };
+            let cx = TurnCx {
+                rt,
+                journal,
+                session: &req.session_id,
+                turn: &turn,
+                frame,
+                cancel,
+            };
+            let source = match &next {
+                None => ClaimSource::Inbox {
+                    owner: &req.owner,
+                    input_id: &req.input_id,
+                },
+                Some(f) => ClaimSource::Frame {
+                    lease: &f.lease,
+                    task: &f.task,
+                    base_version: f.base_version,
+                    settings: &f.settings,
+                },
+            };
+            let claim = claim::run(&cx, source).await?;
+            let result = match run_phases(&cx, &claim, mode).await {
+                Ok(r) => r,
+                Err(e) => {
+                    if mode == RunMode::Live {
+                        give_back(rt, &claim, &e).await;
+                    }
+                    return Err(e);
+                }
+            };
+            next = match &result.outcome {
+                TurnOutcome::AgentFrameSwitch { task, .. } => Some(FrameStart {
+                    lease: claim.lease.clone(),
+                    task: task.clone(),
+                    base_version: result.receipt.version,
+                    settings: claim.settings.clone(),
+                }),
+                _ => None,
+            };
+            results.push(result);
+            if next.is_none() {
+                break;
+            }
+        }
+        let mut root = results.remove(0);
+        root.frames = results;
+        Ok(root)
+    }
+    .instrument(span)
+    .await
+}
+
+/// Prepare, effect loop, finalize, commit, post-persist hooks.
+async fn run_phases(
+    cx: &TurnCx<'_>,
+    claim: &ClaimRecord,
+    mode: RunMode,
+) -> Result<TurnResult, EngineError> {
+    let rt = cx.rt;
+    let prep = prepare::run(cx, claim)
+        .instrument(tracing::debug_span!("prepare"))
+        .await?;
+    let effects = match &prep.verdict {
+        Verdict::Accepted => effect_loop::run(cx, claim, &prep)
+            .instrument(tracing::debug_span!("effect_loop"))
+            .await?,
+        Verdict::Rejected { reason, message } => Effects {
+            messages: Vec::new(),
+            usage: Usage::default(),
+            outcome: TurnOutcome::stopped(*reason, message.clone()),
+            events: Vec::new(),
+        },
+    };
+    let may_switch = cx.frame < rt.config.max_frames;
+    let fin = finalize::run(cx, FinalizeInput::from_effects(claim, &effects, may_switch))
+        .instrument(tracing::debug_span!("finalize"))
+        .await?;
+    let receipt = commit::run(cx, claim, &fin, &effects.messages, effects.usage)
+        .instrument(tracing::debug_span!("commit"))
+        .await?;
+    tracing::info!(version = receipt.version, replayed = receipt.replayed, "turn committed");
+    if mode == RunMode::Live {
+        let event = TurnPersisted {
+            session_id: cx.session.to_string(),
+            turn_id: cx.turn.to_string(),
+            version: receipt.version,
+            outcome: fin.outcome.clone(),
+            usage: effects.usage,
+        };
+        for p in rt.plugins.iter() {
+            p.persisted(&event).await;
+        }
+    }
+    Ok(TurnResult {
+        session_id: cx.session.to_string(),
+        turn_id: cx.turn.to_string(),
+        turn_index: claim.base_version,
+        outcome: fin.outcome,
+        messages: effects.messages,
+        usage: effects.usage,
+        receipt,
+        started_at_ms: claim.started_at_ms,
+        duration_ms: fin.finished_at_ms.saturating_sub(claim.started_at_ms),
+        frames: Vec::new(),
+    })
+}
+
+/// After a turn fails for good, hands its claims back and frees the lease,
+/// so the session stays usable. A retryable failure keeps both: the same
+/// turn is expected to run again and replay its steps.
+async fn give_back(rt: &Runtime, claim: &ClaimRecord, error: &EngineError) {
+    if error.is_retryable() {
+        return;
+    }
+    let session = &claim.lease.session_id;
+    if let Err(e) = rt.store.abandon_claims(session, claim.lease.fence).await {
+        tracing::warn!(error = %e, "could not abandon claims of a failed turn");
+    }
+    if let Err(e) = rt.store.release_lease(&claim.lease).await {
+        tracing::warn!(error = %e, "could not release the lease of a failed turn");
+    }
+}
+
+/// The turn id for frame `n` of `root` (0 is the root itself).
+pub fn frame_turn_id(root: &TurnId, n: u32) -> TurnId {
+    if n == 0 { root.clone() } else { root.agent_frame(n) }
+}

@@ -1,0 +1,408 @@
+//! Phase 3, the effect loop: call the model; run the tools it asks for, one
+//! journal step each; call the model again with their results; until it
+//! answers, the iteration bound is hit (`MaxTurns`), the provider keeps
+//! failing (`ProviderError`), a tool fails fatally (`ToolFailure`) or ends
+//! the turn (`ToolValue` / `ToolError`), or the turn is cancelled.
+//!
+//! Every effect is a step: `model:{i}` records the assistant message, usage
+//! and finish reason; `tool:{i}:{call_id}` records the tool's result. The
+//! lease is renewed and the cancel signal read inside each step, so both
+//! answers are part of the record.
+
+use super::claim::ClaimRecord;
+use super::context::assemble;
+use super::prepare::PrepareRecord;
+use super::{TurnCx, step_err};
+use crate::hash::digest;
+use crate::journal::JournalError;
+use crate::llm::{FinishReason, ModelDirective, ModelRequest};
+use crate::model::{
+    EventKind, Message, Part, Role, StopReason, TurnFinish, TurnOutcome, Usage,
+};
+use crate::tools::{ToolContext, ToolOutput};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// What a `model:{i}` step records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ModelRecord {
+    /// The model answered.
+    Response {
+        /// The assistant message (deterministic id).
+        message: Message,
+        /// Tokens used.
+        usage: Usage,
+        /// Why it stopped.
+        finish_reason: FinishReason,
+        /// An instruction to the runtime.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        directive: Option<ModelDirective>,
+        /// Calls made, retries included.
+        attempts: u32,
+    },
+    /// The provider kept failing.
+    Failed {
+        /// The last error.
+        message: String,
+        /// Calls made.
+        attempts: u32,
+    },
+    /// The turn was cancelled before the call.
+    Cancelled,
+}
+
+/// What a `tool:{i}:{call_id}` step records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ToolRecord {
+    /// The tool answered (possibly with an error result).
+    Output(ToolOutput),
+    /// The tool failed fatally.
+    Fatal {
+        /// Why.
+        message: String,
+    },
+    /// The turn was cancelled before the call.
+    Cancelled,
+}
+
+/// What the effect loop hands to finalize.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Effects {
+    /// This turn's messages: the user message, then assistant and tool ones.
+    pub messages: Vec<Message>,
+    /// Tokens used.
+    pub usage: Usage,
+    /// How the turn ends.
+    pub outcome: TurnOutcome,
+    /// Tool events, in order.
+    pub events: Vec<EventKind>,
+}
+
+struct Loop<'c, 'a> {
+    cx: &'c TurnCx<'a>,
+    claim: &'c ClaimRecord,
+    prep: &'c PrepareRecord,
+    messages: Vec<Message>,
+    usage: Usage,
+    events: Vec<EventKind>,
+}
+
+/// Runs the effect loop.
+pub async fn run(
+    cx: &TurnCx<'_>,
+    claim: &ClaimRecord,
+    prep: &PrepareRecord,
+) -> Result<Effects, JournalError> {
+    let mut lp = Loop {
+        cx,
+        claim,
+        prep,
+        messages: prep.user_message.iter().cloned().collect(),
+        usage: Usage::default(),
+        events: Vec::new(),
+    };
+    let outcome = lp.drive().await?;
+    Ok(Effects {
+        messages: lp.messages,
+        usage: lp.usage,
+        outcome,
+        events: lp.events,
+    })
+}
+
+fn cancelled() -> TurnOutcome {
+    TurnOutcome::stopped(StopReason::Cancelled, "the turn was cancelled")
+}
+
+impl Loop<'_, '_> {
+    fn next_message_id(&self) -> String {
+        self.cx.turn.derive("msg", self.messages.len())
+    }
+
+    async fn drive(&mut self) -> Result<TurnOutcome, JournalError> {
+        let max = self.cx.rt.config.max_iterations;
+        for i in 0..max {
+            let record = match self.model_step(i).await {
+                Err(JournalError::Cancelled) => return Ok(cancelled()),
+                other => other?,
+            };
+            let (message, directive, finish_reason) = match record {
+                ModelRecord::Cancelled => return Ok(cancelled()),
+                ModelRecord::Failed { message, attempts } => {
+                    return Ok(TurnOutcome::stopped(
+                        StopReason::ProviderError,
+                        format!("model failed after {attempts} attempt(s): {message}"),
+                    ));
+                }
+                ModelRecord::Response {
+                    message,
+                    usage,
+                    directive,
+                    finish_reason,
+                    ..
+                } => {
+                    self.usage.add(&usage);
+                    (message, directive, finish_reason)
+                }
+            };
+            let calls: Vec<(String, String, serde_json::Value)> = message
+                .tool_calls()
+                .map(|(id, name, args)| (id.to_string(), name.to_string(), args.clone()))
+                .collect();
+            let text = message.text_content();
+            if !message.parts.is_empty() {
+                self.messages.push(message);
+            }
+            if calls.is_empty() {
+                return Ok(answer(text, directive, finish_reason));
+            }
+            for (n, (id, name, args)) in calls.iter().enumerate() {
+                let record = match self.tool_step(i, id, name, args).await {
+                    Err(JournalError::Cancelled) => ToolRecord::Cancelled,
+                    other => other?,
+                };
+                let stop = match record {
+                    ToolRecord::Cancelled => {
+                        self.push_result(id, "not run: the turn was cancelled", true);
+                        Some(cancelled())
+                    }
+                    ToolRecord::Fatal { message } => {
+                        self.push_result(id, &format!("tool failed: {message}"), true);
+                        Some(TurnOutcome::stopped(
+                            StopReason::ToolFailure,
+                            format!("tool '{name}' failed: {message}"),
+                        ))
+                    }
+                    ToolRecord::Output(out) => {
+                        self.events.push(EventKind::ToolExecuted {
+                            tool_call_id: id.clone(),
+                            name: name.clone(),
+                            is_error: out.is_error,
+                        });
+                        self.push_result(id, &out.content, out.is_error);
+                        out.ends_turn.then(|| ends_turn(id, &out))
+                    }
+                };
+                if let Some(outcome) = stop {
+                    // Calls the turn will not run still get a result, so
+                    // history never holds a call without its answer.
+                    for (skipped, _, _) in &calls[n + 1..] {
+                        self.push_result(skipped, "not run: the turn ended first", true);
+                    }
+                    return Ok(outcome);
+                }
+            }
+        }
+        Ok(TurnOutcome::stopped(
+            StopReason::MaxTurns,
+            format!("no answer after {max} model calls"),
+        ))
+    }
+
+    fn push_result(&mut self, call_id: &str, content: &str, is_error: bool) {
+        let id = self.next_message_id();
+        self.messages.push(Message {
+            id,
+            role: Role::Tool,
+            parts: vec![Part::ToolResult {
+                tool_call_id: call_id.to_string(),
+                content: content.to_string(),
+                is_error,
+            }],
+        });
+    }
+
+    async fn model_step(&self, i: u32) -> Result<ModelRecord, JournalError> {
+        let cx = self.cx;
+        let rt = cx.rt;
+        let tool_names = rt.tools.names();
+        let hash = digest(&(
+            "model",
+            self.claim.base_version,
+            i,
+            &self.messages,
+            &tool_names,
+        ));
+        let message_id = self.next_message_id();
+        let turn_messages = self.messages.clone();
+        let (claim, prep) = (self.claim, self.prep);
+        cx.step(&format!("model:{i}"), &hash, async move {
+            rt.store
+                .renew_lease(&claim.lease, rt.config.lease_ttl_ms)
+                .await
+                .map_err(step_err)?;
+            if cx.cancel.is_cancelled() {
+                return Ok(ModelRecord::Cancelled);
+            }
+            let history = rt
+                .store
+                .messages(cx.session, claim.base_version)
+                .await
+                .map_err(step_err)?;
+            let kept: Vec<Message> = history
+                .into_iter()
+                .skip(prep.context_start)
+                .map(|m| m.message)
+                .collect();
+            let mut messages = assemble(&prep.system_prompt, &kept, &turn_messages);
+            for p in rt.plugins.iter() {
+                p.transform_context(&mut messages);
+            }
+            let request = ModelRequest {
+                messages,
+                tools: rt.tools.specs(),
+                iteration: i,
+            };
+            let policy = &rt.config.provider_retry;
+            let mut backoff = policy.initial_backoff_ms;
+            let mut attempts = 0;
+            let effect_key = format!("model:{}:{i}", cx.turn);
+            loop {
+                attempts += 1;
+                rt.store
+                    .count_effect(cx.session, &effect_key)
+                    .await
+                    .map_err(step_err)?;
+                match rt.model.complete(&request).await {
+                    Ok(resp) => {
+                        let mut usage = resp.usage;
+                        usage.model_calls = 1;
+                        return Ok(ModelRecord::Response {
+                            message: Message {
+                                id: message_id,
+                                role: Role::Assistant,
+                                parts: unique_call_ids(resp.parts, i),
+                            },
+                            usage,
+                            finish_reason: resp.finish_reason,
+                            directive: resp.directive,
+                            attempts,
+                        });
+                    }
+                    Err(e) if e.retryable && attempts < policy.attempts.max(1) => {
+                        tracing::warn!(attempts, error = %e, "model call failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(backoff)).await;
+                        backoff = (backoff * 2).min(policy.max_backoff_ms);
+                        if cx.cancel.is_cancelled() {
+                            return Ok(ModelRecord::Cancelled);
+                        }
+                    }
+                    Err(e) => {
+                        return Ok(ModelRecord::Failed {
+                            message: e.message,
+                            attempts,
+                        });
+                    }
+                }
+            }
+        })
+        .await
+    }
+
+    async fn tool_step(
+        &self,
+        i: u32,
+        call_id: &str,
+        name: &str,
+        args: &serde_json::Value,
+    ) -> Result<ToolRecord, JournalError> {
+        let cx = self.cx;
+        let rt = cx.rt;
+        let claim = self.claim;
+        let hash = digest(&("tool", name, args));
+        cx.step(&format!("tool:{i}:{call_id}"), &hash, async move {
+            rt.store
+                .renew_lease(&claim.lease, rt.config.lease_ttl_ms)
+                .await
+                .map_err(step_err)?;
+            if cx.cancel.is_cancelled() {
+                return Ok(ToolRecord::Cancelled);
+            }
+            rt.store
+                .count_effect(cx.session, &format!("tool:{}:{call_id}", cx.turn))
+                .await
+                .map_err(step_err)?;
+            let ctx = ToolContext {
+                session_id: cx.session.clone(),
+                turn_id: cx.turn.to_string(),
+                tool_call_id: call_id.to_string(),
+                idempotency_key: format!("{}:{}:{call_id}", cx.session, cx.turn),
+                store: rt.store.clone(),
+                clock: rt.clock.clone(),
+            };
+            Ok(match rt.tools.invoke(&ctx, name, args.clone()).await {
+                Ok(out) => ToolRecord::Output(out),
+                Err(e) => ToolRecord::Fatal {
+                    message: e.to_string(),
+                },
+            })
+        })
+        .await
+    }
+}
+
+/// Makes tool call ids unique and non-empty: they name journal steps.
+fn unique_call_ids(parts: Vec<Part>, iteration: u32) -> Vec<Part> {
+    let mut seen = HashSet::new();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(k, p)| match p {
+            Part::ToolCall {
+                id,
+                name,
+                arguments,
+            } => {
+                let id = if id.trim().is_empty() || !seen.insert(id.clone()) {
+                    format!("call_{iteration}_{k}")
+                } else {
+                    id
+                };
+                Part::ToolCall {
+                    id,
+                    name,
+                    arguments,
+                }
+            }
+            other => other,
+        })
+        .collect()
+}
+
+fn answer(text: String, directive: Option<ModelDirective>, finish: FinishReason) -> TurnOutcome {
+    match directive {
+        Some(ModelDirective::FinalValue { value }) => {
+            TurnOutcome::Finished(TurnFinish::FinalValue { value })
+        }
+        Some(ModelDirective::SwitchFrame { frame_id, task }) => {
+            TurnOutcome::AgentFrameSwitch { frame_id, task }
+        }
+        Some(ModelDirective::SubmitError { message }) => {
+            TurnOutcome::stopped(StopReason::SubmittedError, message)
+        }
+        None if finish == FinishReason::Stop && !text.trim().is_empty() => {
+            TurnOutcome::Finished(TurnFinish::AssistantMessage { text })
+        }
+        None => TurnOutcome::stopped(
+            StopReason::Incomplete,
+            format!("the model stopped ({finish:?}) without an answer"),
+        ),
+    }
+}
+
+fn ends_turn(call_id: &str, out: &ToolOutput) -> TurnOutcome {
+    if out.is_error {
+        TurnOutcome::stopped(StopReason::ToolError, out.content.clone())
+    } else {
+        TurnOutcome::Finished(TurnFinish::ToolValue {
+            tool_call_id: call_id.to_string(),
+            value: out
+                .value
+                .clone()
+                .unwrap_or_else(|| serde_json::Value::String(out.content.clone())),
+        })
+    }
+}

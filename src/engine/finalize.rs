@@ -1,0 +1,115 @@
+//! Phase 4, finalize: settle the outcome (an agent frame past the limit
+//! stops the chain), run the finalize hooks, and assemble the events the
+//! commit appends. Records the finish time for the turn's duration.
+
+use super::claim::ClaimRecord;
+use super::effect_loop::Effects;
+use super::TurnCx;
+use crate::hash::digest;
+use crate::journal::JournalError;
+use crate::model::{EventKind, Message, SessionEvent, StopReason, TurnOutcome, Usage};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What the finalize step records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FinalizeRecord {
+    /// The settled outcome.
+    pub outcome: TurnOutcome,
+    /// Output of finalize hooks, by plugin name.
+    pub hook_output: BTreeMap<String, serde_json::Value>,
+    /// Events the commit appends, ids `{turn_id}:{seq}`.
+    pub events: Vec<SessionEvent>,
+    /// Whether the commit keeps the lease (an agent frame follows).
+    pub keep_lease: bool,
+    /// When the turn finished (the injected clock).
+    pub finished_at_ms: u64,
+}
+
+/// The facts finalize settles.
+pub struct FinalizeInput<'a> {
+    /// The claim.
+    pub claim: &'a ClaimRecord,
+    /// This turn's messages.
+    pub messages: &'a [Message],
+    /// Tokens used.
+    pub usage: Usage,
+    /// The outcome so far.
+    pub outcome: TurnOutcome,
+    /// Tool events.
+    pub tool_events: &'a [EventKind],
+    /// Whether another agent frame may follow.
+    pub may_switch_frame: bool,
+}
+
+impl<'a> FinalizeInput<'a> {
+    /// The input for a turn that went through the effect loop.
+    pub fn from_effects(claim: &'a ClaimRecord, effects: &'a Effects, may_switch_frame: bool) -> Self {
+        FinalizeInput {
+            claim,
+            messages: &effects.messages,
+            usage: effects.usage,
+            outcome: effects.outcome.clone(),
+            tool_events: &effects.events,
+            may_switch_frame,
+        }
+    }
+}
+
+/// Runs the finalize step.
+pub async fn run(cx: &TurnCx<'_>, input: FinalizeInput<'_>) -> Result<FinalizeRecord, JournalError> {
+    let rt = cx.rt;
+    let ids: Vec<&str> = input.messages.iter().map(|m| m.id.as_str()).collect();
+    let hash = digest(&("finalize", &input.outcome, &ids, &input.usage));
+    cx.step("finalize", &hash, async move {
+        let mut outcome = input.outcome;
+        if matches!(outcome, TurnOutcome::AgentFrameSwitch { .. }) && !input.may_switch_frame {
+            outcome = TurnOutcome::stopped(
+                StopReason::MaxTurns,
+                format!("agent frame limit of {} reached", rt.config.max_frames),
+            );
+        }
+        let mut hook_output = BTreeMap::new();
+        for p in rt.plugins.iter() {
+            if let Some(v) = p.finalize(&outcome).await {
+                hook_output.insert(p.name().to_string(), v);
+            }
+        }
+        let turn = cx.turn.as_str();
+        let mut kinds = vec![EventKind::TurnStarted {
+            turn_index: input.claim.base_version,
+        }];
+        kinds.extend(input.claim.commands.iter().map(|c| EventKind::CommandApplied {
+            command: serde_json::to_value(c).unwrap_or_default(),
+        }));
+        kinds.extend(input.tool_events.iter().cloned());
+        if let TurnOutcome::Stopped(stop) = &outcome {
+            let code = serde_json::to_value(stop.reason)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            kinds.push(EventKind::Error {
+                code,
+                message: stop.message.clone(),
+            });
+        }
+        kinds.push(EventKind::TurnCommitted {
+            version: input.claim.base_version + 1,
+            outcome: outcome.clone(),
+            usage: input.usage,
+        });
+        let events = kinds
+            .into_iter()
+            .enumerate()
+            .map(|(seq, kind)| SessionEvent::new(turn, seq, kind))
+            .collect();
+        Ok(FinalizeRecord {
+            keep_lease: matches!(outcome, TurnOutcome::AgentFrameSwitch { .. }),
+            outcome,
+            hook_output,
+            events,
+            finished_at_ms: rt.clock.now_ms(),
+        })
+    })
+    .await
+}

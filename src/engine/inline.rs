@@ -1,0 +1,286 @@
+//! The inline tier: turns run in this process, their steps checkpointed in
+//! the store, so a turn whose process died can be resumed and any turn can
+//! be exported as a recording and replayed offline.
+
+use super::{CancelToken, EngineError, RunMode, Runtime, TurnRequest, TurnResult, run_turn};
+use crate::journal::{
+    CheckpointJournal, JournalError, RECORDING_FORMAT, Recording, ReplayJournal, StepRecord,
+};
+use crate::model::{SessionId, TurnId, TurnInput};
+use crate::store::{Enqueued, InboxPayload, InboxState, NewInboxEntry, StoreError};
+use std::sync::Arc;
+
+/// Runs turns in-process as one lease owner.
+pub struct InlineRunner {
+    rt: Runtime,
+    owner: String,
+}
+
+/// The result of replaying a recording.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ReplayReport {
+    /// Every step matched and every recorded step was used.
+    Ok {
+        /// Steps replayed.
+        steps: usize,
+    },
+    /// The first step that differs.
+    Diverged {
+        /// The step.
+        step: String,
+        /// What the recording holds.
+        expected: String,
+        /// What this build did.
+        actual: String,
+    },
+}
+
+impl InlineRunner {
+    /// A runner; `owner` names this process in leases.
+    pub fn new(rt: Runtime, owner: impl Into<String>) -> Self {
+        InlineRunner {
+            rt,
+            owner: owner.into(),
+        }
+    }
+
+    /// A lease owner name for this process: `inline:{host}:{pid}:{nonce}`,
+    /// so `resume` can tell whether the owner of a dead turn is still alive.
+    pub fn process_owner() -> String {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        format!("inline:{}:{}:{}", hostname(), std::process::id(), &nonce[..8])
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    /// Adds an input to the session's inbox (idempotent by input id; a
+    /// fresh id is made when the input has none).
+    pub async fn submit(&self, session: &SessionId, input: TurnInput) -> Result<Enqueued, EngineError> {
+        let id = match &input.input_id {
+            Some(id) => id.clone(),
+            None => format!("in-{}", uuid::Uuid::new_v4()),
+        };
+        let mut input = input;
+        input.input_id = Some(id.clone());
+        Ok(self
+            .rt
+            .store
+            .enqueue(
+                session,
+                NewInboxEntry {
+                    id,
+                    payload: InboxPayload::Input(input),
+                },
+            )
+            .await?)
+    }
+
+    /// Enqueues `input` and runs it as a turn now.
+    pub async fn turn(
+        &self,
+        session: &SessionId,
+        input: TurnInput,
+        cancel: &CancelToken,
+    ) -> Result<TurnResult, EngineError> {
+        let trace = input.trace_turn_id.clone();
+        let enqueued = self.submit(session, input).await?;
+        if enqueued.duplicate && enqueued.entry.state == InboxState::Completed {
+            return Err(EngineError::InvalidRequest(format!(
+                "input '{}' was already processed",
+                enqueued.entry.id
+            )));
+        }
+        self.run_entry(session, &enqueued.entry.id, trace.as_deref(), cancel)
+            .await
+    }
+
+    async fn run_entry(
+        &self,
+        session: &SessionId,
+        input_id: &str,
+        trace: Option<&str>,
+        cancel: &CancelToken,
+    ) -> Result<TurnResult, EngineError> {
+        let request = TurnRequest {
+            session_id: session.clone(),
+            input_id: input_id.to_string(),
+            turn_id: TurnRequest::turn_id_for(input_id, trace)?,
+            owner: self.owner.clone(),
+        };
+        let journal = CheckpointJournal::new(self.rt.store.clone(), session.clone());
+        run_turn(&self.rt, &journal, &request, cancel, RunMode::Live).await
+    }
+
+    /// Runs every pending input, oldest first.
+    pub async fn drain(&self, session: &SessionId, cancel: &CancelToken) -> Result<Vec<TurnResult>, EngineError> {
+        let mut done = Vec::new();
+        loop {
+            let inbox = self.rt.store.inbox(session).await?;
+            let next = inbox.iter().find(|e| {
+                e.state == InboxState::Pending && matches!(e.payload, InboxPayload::Input(_))
+            });
+            let Some(entry) = next else { break };
+            let trace = match &entry.payload {
+                InboxPayload::Input(i) => i.trace_turn_id.clone(),
+                InboxPayload::Command(_) => None,
+            };
+            done.push(self.run_entry(session, &entry.id, trace.as_deref(), cancel).await?);
+        }
+        Ok(done)
+    }
+
+    /// Finishes turns whose process died, from their checkpoints: completed
+    /// steps are not run again. Refuses while the dead turn's lease is live
+    /// (its process may still be running) unless `force`.
+    pub async fn resume(
+        &self,
+        session: &SessionId,
+        force: bool,
+    ) -> Result<Vec<TurnResult>, EngineError> {
+        let mut resumed = Vec::new();
+        for turn in self.rt.store.unfinished_turns(session).await? {
+            let root = TurnId::new(TurnId::new(&turn).map_err(|e| EngineError::InvalidRequest(e.to_string()))?.root())
+                .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+            let recording = self.recording(session, &root).await?;
+            let claim = recording
+                .steps
+                .first()
+                .filter(|s| s.step == "claim")
+                .ok_or_else(|| EngineError::InvalidRequest(format!("turn '{root}' has no claim record")))?;
+            let owner = claim.output["lease"]["owner"].as_str().unwrap_or_default().to_string();
+            let fence = claim.output["lease"]["fence"].as_u64().unwrap_or_default();
+            if let Some(lease) = self.rt.store.current_lease(session).await?
+                && lease.fence == fence
+                && lease.expires_at_ms > self.rt.clock.now_ms()
+                && !force
+                && !owner_is_dead(&owner)
+            {
+                return Err(EngineError::Store(StoreError::SessionBusy {
+                    session: session.to_string(),
+                    expires_in_ms: lease.expires_at_ms - self.rt.clock.now_ms(),
+                }));
+            }
+            // The resumed turn acts as its original owner: the replayed claim
+            // step hands back that lease, still current unless taken over.
+            let request = TurnRequest {
+                session_id: session.clone(),
+                input_id: recording.input_id.clone(),
+                turn_id: root.clone(),
+                owner,
+            };
+            let journal = CheckpointJournal::new(self.rt.store.clone(), session.clone());
+            resumed.push(run_turn(&self.rt, &journal, &request, &CancelToken::new(), RunMode::Live).await?);
+        }
+        Ok(resumed)
+    }
+
+    /// A turn (with its agent frames) as a recording, from its checkpoints.
+    pub async fn recording(&self, session: &SessionId, root: &TurnId) -> Result<Recording, EngineError> {
+        let mut steps: Vec<StepRecord> = Vec::new();
+        for n in 0..=self.rt.config.max_frames {
+            let turn = super::driver::frame_turn_id(root, n);
+            let rows = self.rt.store.checkpoints(session, turn.as_str()).await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in rows {
+                steps.push(serde_json::from_value(row.record).map_err(|e| {
+                    EngineError::Journal(JournalError::Decode {
+                        step: row.step.clone(),
+                        message: e.to_string(),
+                    })
+                })?);
+            }
+        }
+        let input_id = steps
+            .first()
+            .and_then(|s| s.output["claimed_ids"].as_array())
+            .and_then(|ids| ids.last())
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| EngineError::InvalidRequest(format!("no recorded claim for turn '{root}'")))?
+            .to_string();
+        Ok(Recording {
+            format: RECORDING_FORMAT,
+            session_id: session.to_string(),
+            turn_id: root.to_string(),
+            input_id,
+            steps,
+        })
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Whether an inline owner names a process on this host that has exited.
+fn owner_is_dead(owner: &str) -> bool {
+    let mut parts = owner.split(':');
+    let (Some("inline"), Some(host), Some(pid)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return false;
+    };
+    if host != hostname() || pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only checks whether the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    !alive
+}
+
+/// Replays a recording against this build with every step served from it.
+/// `rt` supplies configuration and tools; no effect runs and nothing is
+/// written.
+pub async fn replay(rt: &Runtime, recording: &Recording) -> Result<ReplayReport, EngineError> {
+    if recording.format != RECORDING_FORMAT {
+        return Err(EngineError::InvalidRequest(format!(
+            "recording format {} is not supported (this build reads {RECORDING_FORMAT})",
+            recording.format
+        )));
+    }
+    let session = SessionId::new(&recording.session_id).map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+    let turn_id = TurnId::new(&recording.turn_id).map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+    let journal = ReplayJournal::new(recording);
+    let mut offline = rt.clone();
+    offline.store = Arc::new(crate::store::MemoryStore::new());
+    let request = TurnRequest {
+        session_id: session,
+        input_id: recording.input_id.clone(),
+        turn_id,
+        owner: "replay".into(),
+    };
+    match run_turn(&offline, &journal, &request, &CancelToken::new(), RunMode::Replay).await {
+        Ok(_) => {
+            let left = journal.unconsumed();
+            if let Some(first) = left.first() {
+                return Ok(ReplayReport::Diverged {
+                    step: first.clone(),
+                    expected: format!("step '{first}' (and {} more) to run", left.len() - 1),
+                    actual: "the turn ended before it".into(),
+                });
+            }
+            Ok(ReplayReport::Ok {
+                steps: recording.steps.len(),
+            })
+        }
+        Err(EngineError::Journal(JournalError::Mismatch {
+            step,
+            expected,
+            actual,
+        })) => Ok(ReplayReport::Diverged {
+            step,
+            expected,
+            actual,
+        }),
+        Err(e) => Err(e),
+    }
+}

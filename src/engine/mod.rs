@@ -1,0 +1,274 @@
+//! The turn engine: five phases, each a journal step, wired in order by the
+//! [`driver`]. One file per phase, each reading top to bottom:
+//! [`claim`] → [`prepare`] → [`effect_loop`] (model ⇄ tools) → [`finalize`]
+//! → [`commit`]. The engine never imports the Restate adapter: it sees only
+//! the [`Journal`] trait.
+//!
+//! Rules that make replay safe: no clock, random source or changing store
+//! read between steps (all IO happens inside step bodies); ids derive from
+//! the turn id and ordinals; each step's input hash covers what the turn
+//! decided, not history bytes, so journals stay small and replay offline.
+
+pub mod claim;
+pub mod commit;
+mod context;
+pub mod driver;
+pub mod effect_loop;
+pub mod finalize;
+pub mod inline;
+pub mod prepare;
+
+pub use driver::{RunMode, run_turn};
+
+use crate::clock::SharedClock;
+use crate::fault;
+use crate::journal::{Journal, JournalError, StepError, run_step};
+use crate::llm::ModelProvider;
+use crate::model::{Message, SessionId, TurnId, TurnOutcome, Usage};
+use crate::plugins::PluginSet;
+use crate::store::{CommitReceipt, SessionStore, StoreError};
+use crate::tools::ToolRegistry;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// How provider errors are retried inside a model step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 = no retry).
+    pub attempts: u32,
+    /// Delay before the first retry.
+    pub initial_backoff_ms: u64,
+    /// Longest delay between retries.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            initial_backoff_ms: 200,
+            max_backoff_ms: 2_000,
+        }
+    }
+}
+
+/// Knobs of the engine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineConfig {
+    /// Model calls per turn before `MaxTurns`.
+    pub max_iterations: u32,
+    /// Execution lease time-to-live; renewed before every effect.
+    pub lease_ttl_ms: u64,
+    /// Largest turn input accepted, in bytes of JSON.
+    pub max_input_bytes: usize,
+    /// Provider retry policy.
+    pub provider_retry: RetryPolicy,
+    /// System prompt when the session sets none.
+    pub default_system_prompt: String,
+    /// History messages kept in context when the session sets no limit.
+    pub max_context_messages: u32,
+    /// Agent frames followed from one root turn.
+    pub max_frames: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_iterations: 8,
+            lease_ttl_ms: 30_000,
+            max_input_bytes: 64 * 1024,
+            provider_retry: RetryPolicy::default(),
+            default_system_prompt: "You are a helpful assistant. Use the tools when they help."
+                .into(),
+            max_context_messages: 200,
+            max_frames: 4,
+        }
+    }
+}
+
+/// Everything a turn runs with, built once and shared.
+#[derive(Clone)]
+pub struct Runtime {
+    /// The session store.
+    pub store: Arc<dyn SessionStore>,
+    /// The model.
+    pub model: Arc<dyn ModelProvider>,
+    /// The tools.
+    pub tools: ToolRegistry,
+    /// The plugins.
+    pub plugins: PluginSet,
+    /// The clock (read only inside steps).
+    pub clock: SharedClock,
+    /// Engine knobs.
+    pub config: EngineConfig,
+}
+
+/// Asks a running turn to stop; it commits `Stopped(Cancelled)`.
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token not cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Cancels.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    /// Whether cancelled. Read only inside steps, so the answer is recorded.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Which input a turn runs, and as whom.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TurnRequest {
+    /// The session.
+    pub session_id: SessionId,
+    /// The inbox entry to claim (already enqueued).
+    pub input_id: String,
+    /// The turn id; agent frames derive theirs from it.
+    pub turn_id: TurnId,
+    /// The lease owner (an inline process id, or the Restate invocation id).
+    pub owner: String,
+}
+
+impl TurnRequest {
+    /// The turn id for an input: its trace turn id, else derived from the
+    /// input id, so a retried request maps to the same turn.
+    pub fn turn_id_for(input_id: &str, trace_turn_id: Option<&str>) -> Result<TurnId, EngineError> {
+        let raw = match trace_turn_id {
+            Some(t) => t.to_string(),
+            None => format!("turn-{input_id}"),
+        };
+        TurnId::new(raw).map_err(|e| EngineError::InvalidRequest(e.to_string()))
+    }
+}
+
+/// A turn as assembled after its commit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TurnResult {
+    /// The session.
+    pub session_id: String,
+    /// The turn.
+    pub turn_id: String,
+    /// Its index in the session (the version it read history at).
+    pub turn_index: u64,
+    /// How it ended.
+    pub outcome: TurnOutcome,
+    /// The messages it appended.
+    pub messages: Vec<Message>,
+    /// Tokens it used.
+    pub usage: Usage,
+    /// Its commit receipt.
+    pub receipt: CommitReceipt,
+    /// When it claimed its input (from the injected clock).
+    pub started_at_ms: u64,
+    /// Claim to finalize, in milliseconds (from the injected clock).
+    pub duration_ms: u64,
+    /// Agent-frame turns followed from this one, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frames: Vec<TurnResult>,
+}
+
+impl TurnResult {
+    /// The outcome of the last turn in the chain.
+    pub fn final_outcome(&self) -> &TurnOutcome {
+        self.frames.last().map_or(&self.outcome, |f| &f.outcome)
+    }
+}
+
+/// Why a turn could not run to its commit.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A journal step failed (including `journal_mismatch` and a lost lease).
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The durable tier reached a store facet that does not survive crashes.
+    #[error("durable_store_required: the {facet} store is '{backend}', which is ephemeral; the durable tier needs a durable store (SQLite or Postgres)")]
+    DurableStoreRequired {
+        /// Which facet.
+        facet: String,
+        /// Its backend.
+        backend: String,
+    },
+    /// The request itself is malformed.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A store call outside any step failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl EngineError {
+    /// The stable machine code.
+    pub fn code(&self) -> String {
+        match self {
+            EngineError::Journal(e) => e.code(),
+            EngineError::DurableStoreRequired { .. } => "durable_store_required".into(),
+            EngineError::InvalidRequest(_) => "invalid_request".into(),
+            EngineError::Store(e) => e.code().into(),
+        }
+    }
+
+    /// Whether running the turn again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EngineError::Journal(e) => e.is_retryable(),
+            EngineError::Store(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// What every phase of one turn shares.
+pub struct TurnCx<'a> {
+    /// The runtime.
+    pub rt: &'a Runtime,
+    /// The journal.
+    pub journal: &'a dyn Journal,
+    /// The session.
+    pub session: &'a SessionId,
+    /// This turn (a frame's own id for an agent frame).
+    pub turn: &'a TurnId,
+    /// 0 for the root turn, n for the nth agent frame.
+    pub frame: u32,
+    /// The cancel signal.
+    pub cancel: &'a CancelToken,
+}
+
+impl TurnCx<'_> {
+    /// The journal name of a step: frames prefix theirs so that one
+    /// invocation's journal never holds two steps of the same name.
+    pub fn step_name(&self, base: &str) -> String {
+        if self.frame == 0 {
+            base.to_string()
+        } else {
+            format!("agent-frame:{}:{base}", self.frame)
+        }
+    }
+
+    /// Runs a step, passing the fault points before and after it.
+    pub async fn step<T, F>(&self, base: &str, input_hash: &str, body: F) -> Result<T, JournalError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Future<Output = Result<T, StepError>> + Send,
+    {
+        let name = self.step_name(base);
+        fault::point("before", &name);
+        let out = run_step(self.journal, self.turn, &name, input_hash, body).await?;
+        fault::point("after", &name);
+        Ok(out)
+    }
+}
+
+/// Maps a store error inside a step to a step error.
+pub(crate) fn step_err(e: StoreError) -> StepError {
+    StepError::from(e)
+}

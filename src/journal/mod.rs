@@ -1,0 +1,222 @@
+//! The journal: named steps that run once and are recorded, so that a turn
+//! re-run after a crash gets every completed step's result back instead of
+//! running it again.
+//!
+//! Backends: [`MemoryJournal`] (records in memory), [`CheckpointJournal`]
+//! (the inline tier: records in the store's checkpoints), [`ReplayJournal`]
+//! (serves a [`Recording`], failing at the first divergent step). The Restate
+//! backend lives in `crate::restate`.
+
+mod checkpoint;
+mod memory;
+mod replay;
+
+pub use checkpoint::CheckpointJournal;
+pub use memory::MemoryJournal;
+pub use replay::ReplayJournal;
+
+use crate::model::TurnId;
+use crate::store::StoreError;
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+use std::pin::Pin;
+
+/// Where a journal keeps its records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalTier {
+    /// In-process: the runtime keeps its own progress records.
+    Inline,
+    /// The orchestrator's journal is the only record.
+    Durable,
+}
+
+/// One recorded step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StepRecord {
+    /// The turn the step belongs to.
+    pub turn_id: String,
+    /// The step name (`claim`, `model:0`, `tool:0:call_1`, ...).
+    pub step: String,
+    /// Hash of the step's input.
+    pub input_hash: String,
+    /// The step's output.
+    pub output: serde_json::Value,
+}
+
+/// A recorded turn (or chain of agent-frame turns), replayable offline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Recording {
+    /// Format version.
+    pub format: u32,
+    /// The session.
+    pub session_id: String,
+    /// The root turn.
+    pub turn_id: String,
+    /// The input id the turn claimed.
+    pub input_id: String,
+    /// Steps in the order they ran.
+    pub steps: Vec<StepRecord>,
+}
+
+/// The recording format this build writes and reads.
+pub const RECORDING_FORMAT: u32 = 1;
+
+/// Why a step body failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    /// Worth running again (store unavailable, lease busy).
+    #[error("{0}")]
+    Retryable(String),
+    /// Final.
+    #[error("{code}: {message}")]
+    Terminal {
+        /// Stable machine code.
+        code: String,
+        /// Explanation.
+        message: String,
+    },
+}
+
+impl From<StoreError> for StepError {
+    fn from(e: StoreError) -> Self {
+        if e.is_retryable() {
+            StepError::Retryable(format!("{}: {e}", e.code()))
+        } else {
+            StepError::Terminal {
+                code: e.code().to_string(),
+                message: e.to_string(),
+            }
+        }
+    }
+}
+
+/// Why a journal step did not produce a result.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    /// The recorded step differs from the one being run.
+    #[error("journal_mismatch at step '{step}': expected {expected}, found {actual}")]
+    Mismatch {
+        /// The step being run.
+        step: String,
+        /// What the record says.
+        expected: String,
+        /// What this run did.
+        actual: String,
+    },
+    /// The turn's invocation was cancelled by the orchestrator.
+    #[error("cancelled")]
+    Cancelled,
+    /// The step body failed.
+    #[error(transparent)]
+    Step(#[from] StepError),
+    /// Recording a step failed.
+    #[error("journal store: {0}")]
+    Store(#[from] StoreError),
+    /// A recorded output does not decode as the step's type.
+    #[error("step '{step}' record does not decode: {message}")]
+    Decode {
+        /// The step.
+        step: String,
+        /// The decode error.
+        message: String,
+    },
+}
+
+impl JournalError {
+    /// The stable machine code.
+    pub fn code(&self) -> String {
+        match self {
+            JournalError::Mismatch { .. } => "journal_mismatch".into(),
+            JournalError::Cancelled => "cancelled".into(),
+            JournalError::Step(StepError::Retryable(_)) => "step_retryable".into(),
+            JournalError::Step(StepError::Terminal { code, .. }) => code.clone(),
+            JournalError::Store(e) => e.code().into(),
+            JournalError::Decode { .. } => "journal_decode".into(),
+        }
+    }
+
+    /// Whether running the turn again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            JournalError::Step(StepError::Retryable(_)) => true,
+            JournalError::Store(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// A step body: runs at most once per recorded step.
+pub type StepBody<'a> =
+    Pin<Box<dyn Future<Output = Result<serde_json::Value, StepError>> + Send + 'a>>;
+
+/// Runs named steps once and records them.
+#[async_trait]
+pub trait Journal: Send + Sync {
+    /// Whether the runtime keeps its own records under this journal.
+    fn tier(&self) -> JournalTier;
+
+    /// Runs `body` as step `name` of `turn` unless it is recorded, in which
+    /// case the recorded output is returned (after checking `input_hash`).
+    async fn step(
+        &self,
+        turn: &TurnId,
+        name: &str,
+        input_hash: &str,
+        body: StepBody<'_>,
+    ) -> Result<serde_json::Value, JournalError>;
+}
+
+/// Runs a typed step through a journal.
+pub async fn run_step<T, F>(
+    journal: &dyn Journal,
+    turn: &TurnId,
+    name: &str,
+    input_hash: &str,
+    body: F,
+) -> Result<T, JournalError>
+where
+    T: Serialize + DeserializeOwned,
+    F: Future<Output = Result<T, StepError>> + Send,
+{
+    let body: StepBody<'_> = Box::pin(async move {
+        let out = body.await?;
+        serde_json::to_value(out).map_err(|e| StepError::Terminal {
+            code: "journal_encode".into(),
+            message: e.to_string(),
+        })
+    });
+    let value = journal.step(turn, name, input_hash, body).await?;
+    serde_json::from_value(value).map_err(|e| JournalError::Decode {
+        step: name.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Checks a recorded step against the one being run.
+pub fn check_record(
+    record: &StepRecord,
+    turn: &TurnId,
+    name: &str,
+    input_hash: &str,
+) -> Result<(), JournalError> {
+    if record.turn_id != turn.as_str() || record.step != name {
+        return Err(JournalError::Mismatch {
+            step: name.to_string(),
+            expected: format!("step '{}' of turn '{}'", record.step, record.turn_id),
+            actual: format!("step '{name}' of turn '{turn}'"),
+        });
+    }
+    if record.input_hash != input_hash {
+        return Err(JournalError::Mismatch {
+            step: name.to_string(),
+            expected: format!("input hash {}", record.input_hash),
+            actual: format!("input hash {input_hash}"),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! Replays a [`Recording`]: every step is served from it, no body runs, and
+//! the first step whose turn, name, order or input hash differs fails with
+//! `journal_mismatch` naming it.
+
+use super::*;
+use std::sync::Mutex;
+
+/// Serves recorded steps in order.
+pub struct ReplayJournal {
+    steps: Vec<StepRecord>,
+    cursor: Mutex<usize>,
+}
+
+impl ReplayJournal {
+    /// A journal over a recording.
+    pub fn new(recording: &Recording) -> Self {
+        ReplayJournal {
+            steps: recording.steps.clone(),
+            cursor: Mutex::new(0),
+        }
+    }
+
+    /// Steps of the recording not yet served.
+    pub fn unconsumed(&self) -> Vec<String> {
+        let at = *self.cursor.lock().unwrap_or_else(|e| e.into_inner());
+        self.steps[at.min(self.steps.len())..]
+            .iter()
+            .map(|s| s.step.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Journal for ReplayJournal {
+    fn tier(&self) -> JournalTier {
+        JournalTier::Inline
+    }
+
+    async fn step(
+        &self,
+        turn: &TurnId,
+        name: &str,
+        input_hash: &str,
+        _body: StepBody<'_>,
+    ) -> Result<serde_json::Value, JournalError> {
+        let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(record) = self.steps.get(*cursor) else {
+            return Err(JournalError::Mismatch {
+                step: name.to_string(),
+                expected: format!("end of recording after {} steps", self.steps.len()),
+                actual: format!("step '{name}'"),
+            });
+        };
+        check_record(record, turn, name, input_hash)?;
+        *cursor += 1;
+        Ok(record.output.clone())
+    }
+}

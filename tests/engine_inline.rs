@@ -1,0 +1,361 @@
+//! The turn engine on the inline tier: every outcome path, tool error
+//! handling, retries, determinism, and replay of recordings.
+
+mod support;
+
+use async_trait::async_trait;
+use ratchet::engine::CancelToken;
+use ratchet::engine::inline::{ReplayReport, replay};
+use ratchet::model::{
+    InputItem, Part, Role, SessionId, StopReason, TurnFinish, TurnInput, TurnOutcome,
+};
+use ratchet::plugins::{BlockList, PluginSet};
+use ratchet::store::{MemoryStore, SessionStore};
+use ratchet::tools::{IdempotencyClass, Tool, ToolContext, ToolError, ToolOutput};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use support::{runner, scripted_runtime, sqlite_in};
+
+fn sid() -> SessionId {
+    SessionId::new("s").unwrap()
+}
+
+fn memory() -> Arc<dyn SessionStore> {
+    Arc::new(MemoryStore::new())
+}
+
+/// A script whose first turn runs `steps` (one entry per model call).
+fn script(steps: Value) -> Value {
+    json!({ "turns": [steps] })
+}
+
+async fn one_turn(rt: ratchet::engine::Runtime, text: &str) -> ratchet::engine::TurnResult {
+    runner(rt)
+        .turn(&sid(), TurnInput::text(text), &CancelToken::new())
+        .await
+        .expect("turn runs")
+}
+
+/// A tool whose result ends the turn, or that fails fatally.
+struct Finisher;
+
+#[async_trait]
+impl Tool for Finisher {
+    fn name(&self) -> &str {
+        "finish"
+    }
+    fn description(&self) -> &str {
+        "ends the turn"
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object", "properties": {"mode": {"enum": ["value", "error", "fatal"]}}, "required": ["mode"]})
+    }
+    fn idempotency(&self) -> IdempotencyClass {
+        IdempotencyClass::Pure
+    }
+    async fn call(&self, _ctx: &ToolContext, args: Value) -> Result<ToolOutput, ToolError> {
+        match args["mode"].as_str() {
+            Some("fatal") => Err(ToolError::Fatal("disk on fire".into())),
+            Some("error") => Ok(ToolOutput {
+                ends_turn: true,
+                ..ToolOutput::error("cannot finish")
+            }),
+            _ => Ok(ToolOutput {
+                ends_turn: true,
+                value: Some(json!({"done": true})),
+                ..ToolOutput::text("done")
+            }),
+        }
+    }
+}
+
+fn with_finisher(mut rt: ratchet::engine::Runtime) -> ratchet::engine::Runtime {
+    rt.tools.register(Arc::new(Finisher));
+    rt
+}
+
+fn finish_call(mode: &str) -> Value {
+    json!([{"tool_calls": [{"id": "call_0", "name": "finish", "arguments": {"mode": mode}}]}])
+}
+
+#[tokio::test]
+async fn demo_model_answers_arithmetic_through_the_calculator() {
+    let rt = support::runtime_with(memory(), Arc::new(ratchet::llm::DemoModel::new()));
+    let store = rt.store.clone();
+    let t = one_turn(rt, "What is 17*23+4?").await;
+    assert!(t.outcome.answer_text().unwrap().contains("395"), "{:?}", t.outcome);
+    let roles: Vec<Role> = t.messages.iter().map(|m| m.role).collect();
+    assert_eq!(roles, vec![Role::User, Role::Assistant, Role::Tool, Role::Assistant]);
+    assert!(matches!(&t.messages[2].parts[0], Part::ToolResult { content, .. } if content == "395"));
+    let history = store.messages(&sid(), u64::MAX).await.unwrap();
+    assert_eq!(history.len(), 4);
+    let effects = store.effect_counts(&sid()).await.unwrap();
+    assert_eq!(effects.values().filter(|n| **n == 1).count(), effects.len(), "{effects:?}");
+}
+
+#[tokio::test]
+async fn a_plain_answer_finishes_with_the_assistant_message() {
+    let rt = scripted_runtime(memory(), script(json!([{"text": "hello there"}])));
+    let t = one_turn(rt, "hi").await;
+    assert_eq!(
+        t.outcome,
+        TurnOutcome::Finished(TurnFinish::AssistantMessage { text: "hello there".into() })
+    );
+    assert_eq!(t.turn_index, 0);
+    assert_eq!(t.receipt.version, 1);
+    assert_eq!(t.messages[0].id, format!("{}:msg:0", t.turn_id));
+    assert_eq!(t.messages[1].id, format!("{}:msg:1", t.turn_id));
+}
+
+#[tokio::test]
+async fn a_final_value_directive_finishes_with_the_value() {
+    let rt = scripted_runtime(memory(), script(json!([{"final_value": {"answer": 42}}])));
+    let t = one_turn(rt, "compute").await;
+    assert_eq!(t.outcome, TurnOutcome::Finished(TurnFinish::FinalValue { value: json!({"answer": 42}) }));
+}
+
+#[tokio::test]
+async fn a_tool_that_ends_the_turn_gives_tool_value_or_tool_error() {
+    let rt = with_finisher(scripted_runtime(memory(), script(finish_call("value"))));
+    let t = one_turn(rt, "go").await;
+    assert_eq!(
+        t.outcome,
+        TurnOutcome::Finished(TurnFinish::ToolValue { tool_call_id: "call_0".into(), value: json!({"done": true}) })
+    );
+    let rt = with_finisher(scripted_runtime(memory(), script(finish_call("error"))));
+    let t = one_turn(rt, "go").await;
+    assert_eq!(t.outcome.stop_reason(), Some(StopReason::ToolError));
+}
+
+#[tokio::test]
+async fn a_fatal_tool_failure_stops_the_turn_and_answers_every_call() {
+    let steps = json!([{"tool_calls": [
+        {"id": "call_0", "name": "finish", "arguments": {"mode": "fatal"}},
+        {"id": "call_1", "name": "calculator", "arguments": {"expression": "1+1"}}
+    ]}]);
+    let rt = with_finisher(scripted_runtime(memory(), script(steps)));
+    let t = one_turn(rt, "go").await;
+    assert_eq!(t.outcome.stop_reason(), Some(StopReason::ToolFailure));
+    let answered: Vec<&str> = t.messages.iter().flat_map(|m| m.tool_result_ids()).collect();
+    assert_eq!(answered, vec!["call_0", "call_1"], "no call left without a result");
+}
+
+#[tokio::test]
+async fn unknown_tools_and_bad_arguments_come_back_to_the_model_as_errors() {
+    let steps = json!([
+        {"tool_calls": [
+            {"id": "call_0", "name": "teleport", "arguments": {}},
+            {"id": "call_1", "name": "calculator", "arguments": {"expr": "1"}}
+        ]},
+        {"text": "sorry, those tools failed"}
+    ]);
+    let rt = scripted_runtime(memory(), script(steps));
+    let t = one_turn(rt, "go").await;
+    assert_eq!(t.outcome.answer_text(), Some("sorry, those tools failed"));
+    let results: Vec<(String, bool)> = t
+        .messages
+        .iter()
+        .flat_map(|m| m.parts.iter())
+        .filter_map(|p| match p {
+            Part::ToolResult { content, is_error, .. } => Some((content.clone(), *is_error)),
+            _ => None,
+        })
+        .collect();
+    assert!(results[0].1 && results[0].0.contains("unknown tool 'teleport'"), "{results:?}");
+    assert!(results[1].1 && results[1].0.contains("missing required property"), "{results:?}");
+}
+
+#[tokio::test]
+async fn an_agent_frame_switch_runs_the_task_as_the_next_turn() {
+    let s = json!({"turns": [
+        [{"switch_frame": {"frame_id": "researcher", "task": "look it up"}}],
+        [{"text": "found it"}]
+    ]});
+    let rt = scripted_runtime(memory(), s);
+    let store = rt.store.clone();
+    let t = one_turn(rt, "research this").await;
+    assert!(matches!(t.outcome, TurnOutcome::AgentFrameSwitch { .. }));
+    assert_eq!(t.frames.len(), 1);
+    assert_eq!(t.frames[0].turn_id, format!("{}:agent-frame:1", t.turn_id));
+    assert_eq!(t.final_outcome().answer_text(), Some("found it"));
+    assert_eq!(store.head(&sid()).await.unwrap().version, 2);
+    assert!(store.current_lease(&sid()).await.unwrap().is_none(), "lease released after the chain");
+}
+
+#[tokio::test]
+async fn stop_reasons_cover_incomplete_provider_error_submitted_error_and_max_turns() {
+    let cases = [
+        (json!([{"text": ""}]), StopReason::Incomplete),
+        (json!([{"error": {"retryable": false, "message": "bad key"}}]), StopReason::ProviderError),
+        (json!([{"fail_times": 5, "text": "never"}]), StopReason::ProviderError),
+        (json!([{"submit_error": "I cannot do that"}]), StopReason::SubmittedError),
+    ];
+    for (steps, reason) in cases {
+        let rt = scripted_runtime(memory(), script(steps.clone()));
+        let t = one_turn(rt, "go").await;
+        assert_eq!(t.outcome.stop_reason(), Some(reason), "{steps}");
+    }
+    let call = json!({"tool_calls": [{"id": "c", "name": "calculator", "arguments": {"expression": "1"}}]});
+    let mut rt = scripted_runtime(memory(), script(json!([call, call, call])));
+    rt.config.max_iterations = 2;
+    let t = one_turn(rt, "loop").await;
+    assert_eq!(t.outcome.stop_reason(), Some(StopReason::MaxTurns));
+}
+
+#[tokio::test]
+async fn retryable_provider_errors_are_retried_by_the_policy() {
+    let rt = scripted_runtime(memory(), script(json!([{"fail_times": 2, "text": "third time lucky"}])));
+    let store = rt.store.clone();
+    let t = one_turn(rt, "go").await;
+    assert_eq!(t.outcome.answer_text(), Some("third time lucky"));
+    let counts = store.effect_counts(&sid()).await.unwrap();
+    assert_eq!(counts.get(&format!("model:{}:0", t.turn_id)), Some(&3));
+}
+
+#[tokio::test]
+async fn bad_input_commits_invalid_input_and_the_session_stays_usable() {
+    let rt = scripted_runtime(memory(), json!({"responses": [{"text": "fine"}]}));
+    let store = rt.store.clone();
+    let r = runner(rt);
+    let bad = [
+        TurnInput::text("   "),
+        TurnInput { items: vec![], input_id: None, trace_turn_id: None },
+        TurnInput {
+            items: vec![InputItem::Image { uri: "ftp://nowhere/x.png".into(), media_type: None }],
+            input_id: None,
+            trace_turn_id: None,
+        },
+        TurnInput::text("x".repeat(70 * 1024)),
+    ];
+    for input in bad {
+        let t = r.turn(&sid(), input, &CancelToken::new()).await.unwrap();
+        assert_eq!(t.outcome.stop_reason(), Some(StopReason::InvalidInput));
+        assert!(t.messages.is_empty());
+    }
+    let events = store.events_after(&sid(), 0, 100).await.unwrap();
+    let errors = events
+        .iter()
+        .filter(|e| matches!(&e.event.kind, ratchet::model::EventKind::Error { code, .. } if code == "invalid_input"))
+        .count();
+    assert_eq!(errors, 4);
+    let ok = r.turn(&sid(), TurnInput::text("hello"), &CancelToken::new()).await.unwrap();
+    assert_eq!(ok.outcome.answer_text(), Some("fine"));
+    assert_eq!(ok.turn_index, 4);
+}
+
+#[tokio::test]
+async fn a_plugin_can_abort_the_turn() {
+    let mut rt = scripted_runtime(memory(), script(json!([{"text": "x"}])));
+    rt.plugins = PluginSet::new().with(Arc::new(BlockList(vec!["password".into()])));
+    let t = one_turn(rt, "tell me the PASSWORD").await;
+    assert_eq!(t.outcome.stop_reason(), Some(StopReason::PluginAbort));
+}
+
+#[tokio::test]
+async fn a_cancelled_turn_commits_cancelled_and_releases_the_lease() {
+    let rt = scripted_runtime(memory(), json!({"responses": [{"text": "x"}, {"text": "after"}]}));
+    let store = rt.store.clone();
+    let r = runner(rt);
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    let t = r.turn(&sid(), TurnInput::text("go"), &cancel).await.unwrap();
+    assert_eq!(t.outcome.stop_reason(), Some(StopReason::Cancelled));
+    assert!(store.current_lease(&sid()).await.unwrap().is_none());
+    let next = r.turn(&sid(), TurnInput::text("again"), &CancelToken::new()).await.unwrap();
+    assert_eq!(next.outcome.answer_text(), Some("x"));
+}
+
+#[tokio::test]
+async fn session_commands_apply_before_the_next_input() {
+    let rt = scripted_runtime(memory(), json!({"responses": [{"text": "ok"}]}));
+    let store = rt.store.clone();
+    store
+        .enqueue(
+            &sid(),
+            ratchet::store::NewInboxEntry {
+                id: "cmd-1".into(),
+                payload: ratchet::store::InboxPayload::Command(ratchet::model::SessionCommand::SetSystemPrompt {
+                    prompt: "Answer in French.".into(),
+                }),
+            },
+        )
+        .await
+        .unwrap();
+    one_turn(rt, "hi").await;
+    let head = store.head(&sid()).await.unwrap();
+    assert_eq!(head.settings.system_prompt.as_deref(), Some("Answer in French."));
+    assert!(store.inbox(&sid()).await.unwrap().is_empty());
+}
+
+async fn committed_bytes(store: &Arc<dyn SessionStore>) -> String {
+    let m = store.messages(&sid(), u64::MAX).await.unwrap();
+    let t = store.turns(&sid()).await.unwrap();
+    let e = store.events_after(&sid(), 0, 1000).await.unwrap();
+    serde_json::to_string(&(m, t, e)).unwrap()
+}
+
+#[tokio::test]
+async fn the_same_script_commits_byte_identical_history_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = json!({"turns": [
+        [{"tool_calls": [{"id": "call_0", "name": "clock", "arguments": {}},
+                         {"id": "call_1", "name": "calculator", "arguments": {"expression": "6*7"}}]},
+         {"text": "it is late and 42", "usage": {"input_tokens": 10, "output_tokens": 5}}],
+        [{"text": "second"}]
+    ]});
+    let mut outputs = Vec::new();
+    for name in ["a.db", "b.db"] {
+        let store = sqlite_in(dir.path(), name);
+        let r = runner(scripted_runtime(store.clone(), steps.clone()));
+        for (i, text) in ["first", "second"].iter().enumerate() {
+            let input = TurnInput::text(*text).with_input_id(format!("in-{i}"));
+            r.turn(&sid(), input, &CancelToken::new()).await.unwrap();
+        }
+        outputs.push(committed_bytes(&store).await);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert!(outputs[0].contains("2025-11-24T16:00:00.000Z"), "clock from the injected clock");
+}
+
+#[tokio::test]
+async fn a_recorded_turn_replays_and_a_changed_build_diverges_at_the_right_step() {
+    let steps = json!([
+        {"tool_calls": [{"id": "call_0", "name": "calculator", "arguments": {"expression": "2+2"}}]},
+        {"text": "4"}
+    ]);
+    let rt = scripted_runtime(memory(), script(steps));
+    let r = runner(rt.clone());
+    let t = r.turn(&sid(), TurnInput::text("2+2?"), &CancelToken::new()).await.unwrap();
+    let rec = r
+        .recording(&sid(), &ratchet::model::TurnId::new(&t.turn_id).unwrap())
+        .await
+        .unwrap();
+    let names: Vec<&str> = rec.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(names, vec!["claim", "prepare", "model:0", "tool:0:call_0", "model:1", "finalize", "commit"]);
+    assert_eq!(replay(&rt, &rec).await.unwrap(), ReplayReport::Ok { steps: 7 });
+
+    // A build whose tool set differs sends the model a different context.
+    let mut other = rt.clone();
+    other.tools = ratchet::tools::ToolRegistry::new().with(Arc::new(ratchet::tools::Calculator));
+    match replay(&other, &rec).await.unwrap() {
+        ReplayReport::Diverged { step, .. } => assert_eq!(step, "model:0"),
+        ok => panic!("expected divergence, got {ok:?}"),
+    }
+    // Steps recorded in another order diverge at the first swapped step.
+    let mut swapped = rec.clone();
+    swapped.steps.swap(3, 4);
+    match replay(&rt, &swapped).await.unwrap() {
+        ReplayReport::Diverged { step, expected, .. } => {
+            assert_eq!(step, "tool:0:call_0");
+            assert!(expected.contains("model:1"), "{expected}");
+        }
+        ok => panic!("expected divergence, got {ok:?}"),
+    }
+    // A recorded tool result that was tampered with changes the next input.
+    let mut tampered = rec.clone();
+    tampered.steps[3].output["content"] = json!("5");
+    match replay(&rt, &tampered).await.unwrap() {
+        ReplayReport::Diverged { step, .. } => assert_eq!(step, "model:1"),
+        ok => panic!("expected divergence, got {ok:?}"),
+    }
+}
