@@ -8,6 +8,6 @@
 pub mod clock;
 pub mod fault;
 pub mod hash;
+pub mod llm;
 pub mod model;
 pub mod store;
-pub mod llm;
