@@ -6,12 +6,12 @@
 //! Restate step (the durable tier). See `shared/DESIGN.md`.
 
 pub mod clock;
+pub mod engine;
 pub mod fault;
 pub mod hash;
+pub mod journal;
 pub mod llm;
 pub mod model;
+pub mod plugins;
 pub mod store;
 pub mod tools;
-pub mod journal;
-pub mod plugins;
-pub mod engine;

@@ -2,6 +2,17 @@
 //! a scripted provider (deterministic, from a JSON file), the offline `demo`
 //! model, and an OpenAI-compatible Chat Completions client.
 
+mod demo;
+mod openai;
+mod scripted;
+
+pub use demo::DemoModel;
+pub use openai::{OpenAiClient, OpenAiConfig};
+pub use scripted::{
+    Script, ScriptEntry, ScriptError, ScriptFailure, ScriptSwitchFrame, ScriptToolCall,
+    ScriptUsage, ScriptedProvider,
+};
+
 use crate::model::{Message, Part, Usage};
 use async_trait::async_trait;
 use schemars::JsonSchema;

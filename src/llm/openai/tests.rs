@@ -1,0 +1,313 @@
+//! Tests of the OpenAI client against a real HTTP/1.1 server on 127.0.0.1,
+//! started inside each test (a raw tokio listener that answers one request)
+//! and dropped with the test's runtime.
+
+use super::*;
+use crate::llm::{FinishReason, ToolSpec};
+use crate::model::{Message, Part, Role};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// What the server saw of the one request it answered.
+struct Seen {
+    request_line: String,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Starts a server that answers one request with `status` and `body`;
+/// returns its base URL and a handle yielding what it saw.
+async fn serve_once(status: &'static str, body: String) -> (String, JoinHandle<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let handle = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let seen = read_request(&mut stream).await;
+        let reply = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(reply.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+        seen
+    });
+    (base, handle)
+}
+
+/// Reads one request: head up to the blank line, then `content-length` bytes.
+async fn read_request(stream: &mut TcpStream) -> Seen {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "client closed before sending a full request head");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap().to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map(|(_, v)| v.parse().unwrap())
+        .expect("request has a content-length");
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < length {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "client closed mid-body");
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Seen {
+        request_line,
+        headers,
+        body: serde_json::from_slice(&body).unwrap(),
+    }
+}
+
+fn client(base: &str, key: &str) -> OpenAiClient {
+    OpenAiClient::with_api_key(OpenAiConfig::new(base, "gpt-test"), key).unwrap()
+}
+
+fn simple_request() -> ModelRequest {
+    ModelRequest {
+        messages: vec![Message::text("u", Role::User, "hi")],
+        tools: vec![],
+        iteration: 0,
+    }
+}
+
+#[tokio::test]
+async fn request_carries_model_messages_tools_and_bearer_key_and_tool_call_reply_parses() {
+    let key = "sk-test-roundtrip-4b1d9e";
+    let reply = json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-test",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_abc", "type": "function",
+                "function": {"name": "calculator", "arguments": "{\"expression\":\"2*3\"}"}}]
+        }}],
+        "usage": {"prompt_tokens": 42, "completion_tokens": 9, "total_tokens": 51}
+    });
+    let (base, server) = serve_once("200 OK", reply.to_string()).await;
+    let request = ModelRequest {
+        messages: vec![
+            Message::text("s", Role::System, "be exact"),
+            Message::text("u", Role::User, "What is 1+1?"),
+            Message {
+                id: "a".into(),
+                role: Role::Assistant,
+                parts: vec![Part::ToolCall {
+                    id: "call_0".into(),
+                    name: "calculator".into(),
+                    arguments: json!({"expression": "1+1"}),
+                }],
+            },
+            Message {
+                id: "t".into(),
+                role: Role::Tool,
+                parts: vec![Part::ToolResult {
+                    tool_call_id: "call_0".into(),
+                    content: "2".into(),
+                    is_error: false,
+                }],
+            },
+        ],
+        tools: vec![ToolSpec {
+            name: "calculator".into(),
+            description: "Evaluates arithmetic".into(),
+            parameters: json!({"type": "object", "properties": {"expression": {"type": "string"}}}),
+        }],
+        iteration: 1,
+    };
+
+    let response = client(&base, key).complete(&request).await.unwrap();
+    let seen = server.await.unwrap();
+
+    assert_eq!(seen.request_line, "POST /v1/chat/completions HTTP/1.1");
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {key}").as_str())
+    );
+    assert!(
+        seen.header("content-type")
+            .unwrap()
+            .starts_with("application/json")
+    );
+    assert_eq!(seen.body["model"], "gpt-test");
+    assert_eq!(
+        seen.body["messages"],
+        json!([
+            {"role": "system", "content": "be exact"},
+            {"role": "user", "content": "What is 1+1?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_0", "type": "function",
+                "function": {"name": "calculator", "arguments": "{\"expression\":\"1+1\"}"}}]},
+            {"role": "tool", "tool_call_id": "call_0", "content": "2"}
+        ])
+    );
+    assert_eq!(
+        seen.body["tools"],
+        json!([{"type": "function", "function": {"name": "calculator",
+            "description": "Evaluates arithmetic",
+            "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}}}}])
+    );
+
+    assert_eq!(
+        response.parts,
+        vec![Part::ToolCall {
+            id: "call_abc".into(),
+            name: "calculator".into(),
+            arguments: json!({"expression": "2*3"}),
+        }]
+    );
+    assert_eq!(response.finish_reason, FinishReason::ToolCalls);
+    assert_eq!(response.usage.input_tokens, 42);
+    assert_eq!(response.usage.output_tokens, 9);
+    assert_eq!(response.usage.model_calls, 1);
+}
+
+#[tokio::test]
+async fn server_errors_and_rate_limits_are_retryable() {
+    for status in [
+        "500 Internal Server Error",
+        "503 Service Unavailable",
+        "429 Too Many Requests",
+    ] {
+        let body = json!({"error": {"message": "try later"}}).to_string();
+        let (base, server) = serve_once(status, body).await;
+        let err = client(&base, "sk-test-retryable-8c2f")
+            .complete(&simple_request())
+            .await
+            .unwrap_err();
+        server.await.unwrap();
+        assert!(err.retryable, "{status}: {err}");
+        assert!(err.message.contains("try later"), "{err}");
+        assert!(err.message.contains(&status[..3]), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn unauthorized_is_terminal_and_its_message_never_contains_the_key() {
+    let key = "sk-test-unauthorized-31a7e0";
+    // Some servers echo the key they were given; the client must scrub it.
+    let body = json!({"error": {"message": format!("Incorrect API key provided: {key}"),
+        "type": "invalid_request_error", "code": "invalid_api_key"}});
+    let (base, server) = serve_once("401 Unauthorized", body.to_string()).await;
+    let err = client(&base, key)
+        .complete(&simple_request())
+        .await
+        .unwrap_err();
+    server.await.unwrap();
+    assert!(!err.retryable);
+    assert!(err.message.contains("401"), "{err}");
+    assert!(err.message.contains("Incorrect API key provided"), "{err}");
+    assert!(!err.message.contains(key), "{err}");
+    assert!(!format!("{err:?}").contains(key));
+}
+
+#[tokio::test]
+async fn other_client_errors_are_terminal_with_the_servers_message() {
+    let body = json!({"error": {"message": "The model `gpt-test` does not exist"}});
+    let (base, server) = serve_once("404 Not Found", body.to_string()).await;
+    let err = client(&base, "sk-test-notfound-0d4c")
+        .complete(&simple_request())
+        .await
+        .unwrap_err();
+    server.await.unwrap();
+    assert!(!err.retryable);
+    assert!(
+        err.message.starts_with("openai:gpt-test: HTTP 404"),
+        "{err}"
+    );
+    assert!(err.message.contains("does not exist"), "{err}");
+}
+
+#[tokio::test]
+async fn unparseable_success_body_is_a_terminal_error() {
+    let (base, server) = serve_once("200 OK", "{\"choices\": 7}".into()).await;
+    let err = client(&base, "sk-test-badbody-55e1")
+        .complete(&simple_request())
+        .await
+        .unwrap_err();
+    server.await.unwrap();
+    assert!(!err.retryable);
+    assert!(
+        err.message.contains("unexpected chat completion response"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_server_is_retryable() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let err = client(&format!("http://{addr}/v1"), "sk-test-refused-9e02")
+        .complete(&simple_request())
+        .await
+        .unwrap_err();
+    assert!(err.retryable, "{err}");
+    assert!(err.message.contains("cannot connect"), "{err}");
+    assert!(err.message.to_lowercase().contains("refused"), "{err}");
+}
+
+#[tokio::test]
+async fn slow_server_times_out_retryably() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    // Accepts and never answers; the task ends with the test's runtime.
+    let _server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(stream);
+    });
+    let config = OpenAiConfig::new(base, "gpt-test").with_timeout(Duration::from_millis(300));
+    let client = OpenAiClient::with_api_key(config, "sk-test-timeout-a61b").unwrap();
+    let err = client.complete(&simple_request()).await.unwrap_err();
+    assert!(err.retryable, "{err}");
+    assert!(err.message.contains("timed out"), "{err}");
+}
+
+#[test]
+fn debug_output_never_shows_the_key() {
+    let key = "sk-test-debug-c0ffee42";
+    let client = client("http://127.0.0.1:9/v1", key);
+    let printed = format!("{client:?} {client:#?}");
+    assert!(!printed.contains(key), "{printed}");
+    assert!(printed.contains("<redacted>"));
+    assert_eq!(client.name(), "openai:gpt-test");
+}
+
+#[test]
+fn missing_key_variable_is_an_error_naming_the_variable() {
+    let var = "RATCHET_TEST_KEY_missing_key_variable_is_an_error_naming_the_variable";
+    let config = OpenAiConfig::new("http://127.0.0.1:9/v1", "m").with_api_key_env(var);
+    let err = OpenAiClient::new(config).unwrap_err();
+    assert!(!err.retryable);
+    assert!(err.message.contains(var), "{err}");
+}
+
+#[test]
+fn empty_or_unsendable_keys_are_rejected_without_echoing_them() {
+    let config = OpenAiConfig::new("http://127.0.0.1:9/v1", "m");
+    assert!(OpenAiClient::with_api_key(config.clone(), "  ").is_err());
+    let err = OpenAiClient::with_api_key(config, "sk-test-bad\nkey-77").unwrap_err();
+    assert!(!err.message.contains("sk-test-bad"), "{err}");
+}
