@@ -28,7 +28,6 @@ if [ "$status" -ne 0 ]; then crashed=true; echo "== process died (exit $status),
 
 echo "== resuming from checkpoints" >&2
 "$bin" resume --db "$db" --session "$session" >&2
-"$bin" resume --db "$db" --session "$session" --json >/dev/null
 
 echo "== committed history" >&2
 "$bin" history --db "$db" --session "$session" >&2

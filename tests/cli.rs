@@ -9,7 +9,10 @@ use std::process::{Command, Output};
 
 fn ratchet(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_ratchet"));
-    c.current_dir(dir).args(args).env_remove("RATCHET_FAULT").env_remove("RATCHET_DB");
+    c.current_dir(dir)
+        .args(args)
+        .env_remove("RATCHET_FAULT")
+        .env_remove("RATCHET_DB");
     c
 }
 
@@ -28,7 +31,10 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn a_turn_answers_arithmetic_with_a_calculator_call_and_history_shows_it() {
     let dir = tempfile::tempdir().unwrap();
-    let o = run(dir.path(), &["turn", "--session", "s", "--json", "What is 17*23+4?"]);
+    let o = run(
+        dir.path(),
+        &["turn", "--session", "s", "--json", "What is 17*23+4?"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let turn: Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
     assert_eq!(turn["outcome"]["status"], "finished");
@@ -54,10 +60,15 @@ fn a_turn_answers_arithmetic_with_a_calculator_call_and_history_shows_it() {
 }
 
 fn effect_counts(db: &Path) -> std::collections::BTreeMap<String, u64> {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let store = SqliteStore::open(db).unwrap();
-        store.effect_counts(&SessionId::new("s").unwrap()).await.unwrap()
+        store
+            .effect_counts(&SessionId::new("s").unwrap())
+            .await
+            .unwrap()
     })
 }
 
@@ -65,17 +76,24 @@ fn effect_counts(db: &Path) -> std::collections::BTreeMap<String, u64> {
 fn a_turn_killed_after_a_tool_resumes_without_running_the_tool_again() {
     let dir = tempfile::tempdir().unwrap();
     let text = "What is 2+3 and what time is it? Also remember milk";
-    let o = ratchet(dir.path(), &["turn", "--session", "s", "--input-id", "in-1", text])
-        .env("RATCHET_FAULT", "after:tool:0:call_0")
-        .output()
-        .unwrap();
+    let o = ratchet(
+        dir.path(),
+        &["turn", "--session", "s", "--input-id", "in-1", text],
+    )
+    .env("RATCHET_FAULT", "after:tool:0:call_0")
+    .output()
+    .unwrap();
     assert!(!o.status.success(), "the fault point must kill the process");
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(o.status.signal(), Some(9), "killed as by SIGKILL");
     let db = dir.path().join(".ratchet/ratchet.db");
     let before = effect_counts(&db);
     assert_eq!(before.get("tool:turn-in-1:call_0"), Some(&1));
-    assert_eq!(before.get("tool:turn-in-1:call_1"), None, "the crash came before call_1");
+    assert_eq!(
+        before.get("tool:turn-in-1:call_1"),
+        None,
+        "the crash came before call_1"
+    );
 
     let o = run(dir.path(), &["resume", "--session", "s", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -83,7 +101,11 @@ fn a_turn_killed_after_a_tool_resumes_without_running_the_tool_again() {
     assert_eq!(turn["outcome"]["status"], "finished", "{turn}");
     let after = effect_counts(&db);
     for call in ["call_0", "call_1", "call_2"] {
-        assert_eq!(after.get(&format!("tool:turn-in-1:{call}")), Some(&1), "{call}: {after:?}");
+        assert_eq!(
+            after.get(&format!("tool:turn-in-1:{call}")),
+            Some(&1),
+            "{call}: {after:?}"
+        );
     }
     assert_eq!(after.get("model:turn-in-1:0"), Some(&1));
     let o = run(dir.path(), &["resume", "--session", "s"]);
@@ -93,13 +115,29 @@ fn a_turn_killed_after_a_tool_resumes_without_running_the_tool_again() {
 #[test]
 fn an_exported_turn_replays_ok() {
     let dir = tempfile::tempdir().unwrap();
-    let o = run(dir.path(), &["turn", "--session", "s", "--input-id", "in-1", "What is 6*7?"]);
+    let o = run(
+        dir.path(),
+        &[
+            "turn",
+            "--session",
+            "s",
+            "--input-id",
+            "in-1",
+            "What is 6*7?",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = run(dir.path(), &["export", "--session", "s", "--turn", "turn-in-1"]);
+    let o = run(
+        dir.path(),
+        &["export", "--session", "s", "--turn", "turn-in-1"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let file = dir.path().join("turn.json");
     std::fs::write(&file, o.stdout).unwrap();
-    let o = run(dir.path(), &["replay", "--recording", file.to_str().unwrap()]);
+    let o = run(
+        dir.path(),
+        &["replay", "--recording", file.to_str().unwrap()],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).starts_with("replay ok"), "{}", stdout(&o));
 }
@@ -107,7 +145,11 @@ fn an_exported_turn_replays_ok() {
 #[test]
 fn user_errors_are_one_clear_line_and_never_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("junk.db"), b"not a database at all, just text".repeat(64)).unwrap();
+    std::fs::write(
+        dir.path().join("junk.db"),
+        b"not a database at all, just text".repeat(64),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("bad-script.json"), b"{\"responses\": [").unwrap();
     std::fs::write(
         dir.path().join("ghost-tool.json"),
@@ -115,21 +157,63 @@ fn user_errors_are_one_clear_line_and_never_a_panic() {
     )
     .unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["history", "--session", "nope"], "unknown session 'nope'"),
-        (vec!["turn", "--session", "s", "--db", "junk.db", "hi"], "not a readable SQLite database"),
-        (vec!["turn", "--session", "s", "--model", "gpt9", "hi"], "unknown model 'gpt9'"),
-        (vec!["turn", "--session", "s", "--model", "scripted:bad-script.json", "hi"], "bad-script.json"),
-        (vec!["turn", "--session", "s", "--model", "scripted:ghost-tool.json", "hi"], "rocket"),
-        (vec!["turn", "--session", "", "hi"], "session id must not be empty"),
-        (vec!["replay", "--recording", "missing.json"], "cannot read missing.json"),
+        (
+            vec!["history", "--session", "nope"],
+            "unknown session 'nope'",
+        ),
+        (
+            vec!["turn", "--session", "s", "--db", "junk.db", "hi"],
+            "not a readable SQLite database",
+        ),
+        (
+            vec!["turn", "--session", "s", "--model", "gpt9", "hi"],
+            "unknown model 'gpt9'",
+        ),
+        (
+            vec![
+                "turn",
+                "--session",
+                "s",
+                "--model",
+                "scripted:bad-script.json",
+                "hi",
+            ],
+            "bad-script.json",
+        ),
+        (
+            vec![
+                "turn",
+                "--session",
+                "s",
+                "--model",
+                "scripted:ghost-tool.json",
+                "hi",
+            ],
+            "rocket",
+        ),
+        (
+            vec!["turn", "--session", "", "hi"],
+            "session id must not be empty",
+        ),
+        (
+            vec!["replay", "--recording", "missing.json"],
+            "cannot read missing.json",
+        ),
     ];
     for (args, expected) in cases {
         let o = run(dir.path(), &args);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(expected), "{args:?}: {err}");
-        assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{args:?}: {err}"
+        );
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
     }
-    assert_eq!(std::fs::read(dir.path().join("junk.db")).unwrap().len(), 32 * 64, "junk untouched");
+    assert_eq!(
+        std::fs::read(dir.path().join("junk.db")).unwrap().len(),
+        32 * 64,
+        "junk untouched"
+    );
 }

@@ -83,14 +83,27 @@ async fn demo_model_answers_arithmetic_through_the_calculator() {
     let rt = support::runtime_with(memory(), Arc::new(ratchet::llm::DemoModel::new()));
     let store = rt.store.clone();
     let t = one_turn(rt, "What is 17*23+4?").await;
-    assert!(t.outcome.answer_text().unwrap().contains("395"), "{:?}", t.outcome);
+    assert!(
+        t.outcome.answer_text().unwrap().contains("395"),
+        "{:?}",
+        t.outcome
+    );
     let roles: Vec<Role> = t.messages.iter().map(|m| m.role).collect();
-    assert_eq!(roles, vec![Role::User, Role::Assistant, Role::Tool, Role::Assistant]);
-    assert!(matches!(&t.messages[2].parts[0], Part::ToolResult { content, .. } if content == "395"));
+    assert_eq!(
+        roles,
+        vec![Role::User, Role::Assistant, Role::Tool, Role::Assistant]
+    );
+    assert!(
+        matches!(&t.messages[2].parts[0], Part::ToolResult { content, .. } if content == "395")
+    );
     let history = store.messages(&sid(), u64::MAX).await.unwrap();
     assert_eq!(history.len(), 4);
     let effects = store.effect_counts(&sid()).await.unwrap();
-    assert_eq!(effects.values().filter(|n| **n == 1).count(), effects.len(), "{effects:?}");
+    assert_eq!(
+        effects.values().filter(|n| **n == 1).count(),
+        effects.len(),
+        "{effects:?}"
+    );
 }
 
 #[tokio::test]
@@ -99,7 +112,9 @@ async fn a_plain_answer_finishes_with_the_assistant_message() {
     let t = one_turn(rt, "hi").await;
     assert_eq!(
         t.outcome,
-        TurnOutcome::Finished(TurnFinish::AssistantMessage { text: "hello there".into() })
+        TurnOutcome::Finished(TurnFinish::AssistantMessage {
+            text: "hello there".into()
+        })
     );
     assert_eq!(t.turn_index, 0);
     assert_eq!(t.receipt.version, 1);
@@ -111,7 +126,12 @@ async fn a_plain_answer_finishes_with_the_assistant_message() {
 async fn a_final_value_directive_finishes_with_the_value() {
     let rt = scripted_runtime(memory(), script(json!([{"final_value": {"answer": 42}}])));
     let t = one_turn(rt, "compute").await;
-    assert_eq!(t.outcome, TurnOutcome::Finished(TurnFinish::FinalValue { value: json!({"answer": 42}) }));
+    assert_eq!(
+        t.outcome,
+        TurnOutcome::Finished(TurnFinish::FinalValue {
+            value: json!({"answer": 42})
+        })
+    );
 }
 
 #[tokio::test]
@@ -120,7 +140,10 @@ async fn a_tool_that_ends_the_turn_gives_tool_value_or_tool_error() {
     let t = one_turn(rt, "go").await;
     assert_eq!(
         t.outcome,
-        TurnOutcome::Finished(TurnFinish::ToolValue { tool_call_id: "call_0".into(), value: json!({"done": true}) })
+        TurnOutcome::Finished(TurnFinish::ToolValue {
+            tool_call_id: "call_0".into(),
+            value: json!({"done": true})
+        })
     );
     let rt = with_finisher(scripted_runtime(memory(), script(finish_call("error"))));
     let t = one_turn(rt, "go").await;
@@ -136,8 +159,16 @@ async fn a_fatal_tool_failure_stops_the_turn_and_answers_every_call() {
     let rt = with_finisher(scripted_runtime(memory(), script(steps)));
     let t = one_turn(rt, "go").await;
     assert_eq!(t.outcome.stop_reason(), Some(StopReason::ToolFailure));
-    let answered: Vec<&str> = t.messages.iter().flat_map(|m| m.tool_result_ids()).collect();
-    assert_eq!(answered, vec!["call_0", "call_1"], "no call left without a result");
+    let answered: Vec<&str> = t
+        .messages
+        .iter()
+        .flat_map(|m| m.tool_result_ids())
+        .collect();
+    assert_eq!(
+        answered,
+        vec!["call_0", "call_1"],
+        "no call left without a result"
+    );
 }
 
 #[tokio::test]
@@ -157,12 +188,20 @@ async fn unknown_tools_and_bad_arguments_come_back_to_the_model_as_errors() {
         .iter()
         .flat_map(|m| m.parts.iter())
         .filter_map(|p| match p {
-            Part::ToolResult { content, is_error, .. } => Some((content.clone(), *is_error)),
+            Part::ToolResult {
+                content, is_error, ..
+            } => Some((content.clone(), *is_error)),
             _ => None,
         })
         .collect();
-    assert!(results[0].1 && results[0].0.contains("unknown tool 'teleport'"), "{results:?}");
-    assert!(results[1].1 && results[1].0.contains("missing required property"), "{results:?}");
+    assert!(
+        results[0].1 && results[0].0.contains("unknown tool 'teleport'"),
+        "{results:?}"
+    );
+    assert!(
+        results[1].1 && results[1].0.contains("missing required property"),
+        "{results:?}"
+    );
 }
 
 #[tokio::test]
@@ -179,16 +218,28 @@ async fn an_agent_frame_switch_runs_the_task_as_the_next_turn() {
     assert_eq!(t.frames[0].turn_id, format!("{}:agent-frame:1", t.turn_id));
     assert_eq!(t.final_outcome().answer_text(), Some("found it"));
     assert_eq!(store.head(&sid()).await.unwrap().version, 2);
-    assert!(store.current_lease(&sid()).await.unwrap().is_none(), "lease released after the chain");
+    assert!(
+        store.current_lease(&sid()).await.unwrap().is_none(),
+        "lease released after the chain"
+    );
 }
 
 #[tokio::test]
 async fn stop_reasons_cover_incomplete_provider_error_submitted_error_and_max_turns() {
     let cases = [
         (json!([{"text": ""}]), StopReason::Incomplete),
-        (json!([{"error": {"retryable": false, "message": "bad key"}}]), StopReason::ProviderError),
-        (json!([{"fail_times": 5, "text": "never"}]), StopReason::ProviderError),
-        (json!([{"submit_error": "I cannot do that"}]), StopReason::SubmittedError),
+        (
+            json!([{"error": {"retryable": false, "message": "bad key"}}]),
+            StopReason::ProviderError,
+        ),
+        (
+            json!([{"fail_times": 5, "text": "never"}]),
+            StopReason::ProviderError,
+        ),
+        (
+            json!([{"submit_error": "I cannot do that"}]),
+            StopReason::SubmittedError,
+        ),
     ];
     for (steps, reason) in cases {
         let rt = scripted_runtime(memory(), script(steps.clone()));
@@ -204,7 +255,10 @@ async fn stop_reasons_cover_incomplete_provider_error_submitted_error_and_max_tu
 
 #[tokio::test]
 async fn retryable_provider_errors_are_retried_by_the_policy() {
-    let rt = scripted_runtime(memory(), script(json!([{"fail_times": 2, "text": "third time lucky"}])));
+    let rt = scripted_runtime(
+        memory(),
+        script(json!([{"fail_times": 2, "text": "third time lucky"}])),
+    );
     let store = rt.store.clone();
     let t = one_turn(rt, "go").await;
     assert_eq!(t.outcome.answer_text(), Some("third time lucky"));
@@ -219,9 +273,16 @@ async fn bad_input_commits_invalid_input_and_the_session_stays_usable() {
     let r = runner(rt);
     let bad = [
         TurnInput::text("   "),
-        TurnInput { items: vec![], input_id: None, trace_turn_id: None },
         TurnInput {
-            items: vec![InputItem::Image { uri: "ftp://nowhere/x.png".into(), media_type: None }],
+            items: vec![],
+            input_id: None,
+            trace_turn_id: None,
+        },
+        TurnInput {
+            items: vec![InputItem::Image {
+                uri: "ftp://nowhere/x.png".into(),
+                media_type: None,
+            }],
             input_id: None,
             trace_turn_id: None,
         },
@@ -238,7 +299,10 @@ async fn bad_input_commits_invalid_input_and_the_session_stays_usable() {
         .filter(|e| matches!(&e.event.kind, ratchet::model::EventKind::Error { code, .. } if code == "invalid_input"))
         .count();
     assert_eq!(errors, 4);
-    let ok = r.turn(&sid(), TurnInput::text("hello"), &CancelToken::new()).await.unwrap();
+    let ok = r
+        .turn(&sid(), TurnInput::text("hello"), &CancelToken::new())
+        .await
+        .unwrap();
     assert_eq!(ok.outcome.answer_text(), Some("fine"));
     assert_eq!(ok.turn_index, 4);
 }
@@ -253,15 +317,24 @@ async fn a_plugin_can_abort_the_turn() {
 
 #[tokio::test]
 async fn a_cancelled_turn_commits_cancelled_and_releases_the_lease() {
-    let rt = scripted_runtime(memory(), json!({"responses": [{"text": "x"}, {"text": "after"}]}));
+    let rt = scripted_runtime(
+        memory(),
+        json!({"responses": [{"text": "x"}, {"text": "after"}]}),
+    );
     let store = rt.store.clone();
     let r = runner(rt);
     let cancel = CancelToken::new();
     cancel.cancel();
-    let t = r.turn(&sid(), TurnInput::text("go"), &cancel).await.unwrap();
+    let t = r
+        .turn(&sid(), TurnInput::text("go"), &cancel)
+        .await
+        .unwrap();
     assert_eq!(t.outcome.stop_reason(), Some(StopReason::Cancelled));
     assert!(store.current_lease(&sid()).await.unwrap().is_none());
-    let next = r.turn(&sid(), TurnInput::text("again"), &CancelToken::new()).await.unwrap();
+    let next = r
+        .turn(&sid(), TurnInput::text("again"), &CancelToken::new())
+        .await
+        .unwrap();
     assert_eq!(next.outcome.answer_text(), Some("x"));
 }
 
@@ -274,16 +347,21 @@ async fn session_commands_apply_before_the_next_input() {
             &sid(),
             ratchet::store::NewInboxEntry {
                 id: "cmd-1".into(),
-                payload: ratchet::store::InboxPayload::Command(ratchet::model::SessionCommand::SetSystemPrompt {
-                    prompt: "Answer in French.".into(),
-                }),
+                payload: ratchet::store::InboxPayload::Command(
+                    ratchet::model::SessionCommand::SetSystemPrompt {
+                        prompt: "Answer in French.".into(),
+                    },
+                ),
             },
         )
         .await
         .unwrap();
     one_turn(rt, "hi").await;
     let head = store.head(&sid()).await.unwrap();
-    assert_eq!(head.settings.system_prompt.as_deref(), Some("Answer in French."));
+    assert_eq!(
+        head.settings.system_prompt.as_deref(),
+        Some("Answer in French.")
+    );
     assert!(store.inbox(&sid()).await.unwrap().is_empty());
 }
 
@@ -314,7 +392,10 @@ async fn the_same_script_commits_byte_identical_history_twice() {
         outputs.push(committed_bytes(&store).await);
     }
     assert_eq!(outputs[0], outputs[1]);
-    assert!(outputs[0].contains("2025-11-24T16:00:00.000Z"), "clock from the injected clock");
+    assert!(
+        outputs[0].contains("2025-11-24T16:00:00.000Z"),
+        "clock from the injected clock"
+    );
 }
 
 #[tokio::test]
@@ -325,14 +406,31 @@ async fn a_recorded_turn_replays_and_a_changed_build_diverges_at_the_right_step(
     ]);
     let rt = scripted_runtime(memory(), script(steps));
     let r = runner(rt.clone());
-    let t = r.turn(&sid(), TurnInput::text("2+2?"), &CancelToken::new()).await.unwrap();
+    let t = r
+        .turn(&sid(), TurnInput::text("2+2?"), &CancelToken::new())
+        .await
+        .unwrap();
     let rec = r
         .recording(&sid(), &ratchet::model::TurnId::new(&t.turn_id).unwrap())
         .await
         .unwrap();
     let names: Vec<&str> = rec.steps.iter().map(|s| s.step.as_str()).collect();
-    assert_eq!(names, vec!["claim", "prepare", "model:0", "tool:0:call_0", "model:1", "finalize", "commit"]);
-    assert_eq!(replay(&rt, &rec).await.unwrap(), ReplayReport::Ok { steps: 7 });
+    assert_eq!(
+        names,
+        vec![
+            "claim",
+            "prepare",
+            "model:0",
+            "tool:0:call_0",
+            "model:1",
+            "finalize",
+            "commit"
+        ]
+    );
+    assert_eq!(
+        replay(&rt, &rec).await.unwrap(),
+        ReplayReport::Ok { steps: 7 }
+    );
 
     // A build whose tool set differs sends the model a different context.
     let mut other = rt.clone();

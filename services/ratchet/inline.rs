@@ -64,7 +64,11 @@ pub async fn dispatch(command: Command) -> Result<()> {
             let e = r.submit(&session(&s)?, input(text, input_id)).await?;
             println!(
                 "{} input {} (position {})",
-                if e.duplicate { "already queued:" } else { "queued" },
+                if e.duplicate {
+                    "already queued:"
+                } else {
+                    "queued"
+                },
                 e.entry.id,
                 e.entry.seq
             );

@@ -21,7 +21,12 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct StoreArgs {
     /// SQLite database file of the embedded store.
-    #[arg(long, global = true, default_value = ".ratchet/ratchet.db", env = "RATCHET_DB")]
+    #[arg(
+        long,
+        global = true,
+        default_value = ".ratchet/ratchet.db",
+        env = "RATCHET_DB"
+    )]
     db: PathBuf,
     /// Model: `demo` (offline rule-based stand-in), `scripted:FILE`, or
     /// `openai:MODEL` (key from OPENAI_API_KEY, base URL from OPENAI_BASE_URL).

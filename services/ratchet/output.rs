@@ -61,7 +61,11 @@ pub fn turn(t: &TurnResult, as_json: bool) -> Result<()> {
             one.receipt.version,
             one.usage.total_tokens(),
             one.duration_ms,
-            if one.receipt.replayed { ", replayed" } else { "" }
+            if one.receipt.replayed {
+                ", replayed"
+            } else {
+                ""
+            }
         );
     }
     Ok(())

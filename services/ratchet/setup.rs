@@ -54,10 +54,9 @@ pub fn model_from_spec(spec: &str, tools: &ToolRegistry) -> Result<Arc<dyn Model
         return Ok(Arc::new(script));
     }
     if let Some(model) = spec.strip_prefix("openai:") {
-        let mut config = OpenAiConfig::new(model);
-        if let Ok(base) = std::env::var("OPENAI_BASE_URL") {
-            config.base_url = base;
-        }
+        let base = std::env::var("OPENAI_BASE_URL")
+            .unwrap_or_else(|_| OpenAiConfig::DEFAULT_BASE_URL.to_string());
+        let config = OpenAiConfig::new(base, model);
         return Ok(Arc::new(OpenAiClient::new(config)?));
     }
     bail!("unknown model '{spec}': use demo, scripted:FILE or openai:MODEL")

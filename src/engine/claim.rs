@@ -76,7 +76,10 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
                     rt.store.release_lease(&lease).await.map_err(step_err)?;
                     return Err(StepError::Terminal {
                         code: "input_not_pending".into(),
-                        message: format!("input '{input_id}' is not pending in session '{}'", cx.session),
+                        message: format!(
+                            "input '{input_id}' is not pending in session '{}'",
+                            cx.session
+                        ),
                     });
                 };
                 let head = rt.store.head(cx.session).await.map_err(step_err)?;

@@ -16,7 +16,11 @@ pub fn plan_context_start(history: &[Message], limit: usize) -> usize {
 }
 
 /// System prompt, kept history, then this turn's messages.
-pub fn assemble(system_prompt: &str, history: &[Message], turn_messages: &[Message]) -> Vec<Message> {
+pub fn assemble(
+    system_prompt: &str,
+    history: &[Message],
+    turn_messages: &[Message],
+) -> Vec<Message> {
     let mut out = Vec::with_capacity(history.len() + turn_messages.len() + 1);
     if !system_prompt.is_empty() {
         out.push(Message::text("system", Role::System, system_prompt));
@@ -58,8 +62,16 @@ mod tests {
             msg(Role::Assistant, "a2"),
         ];
         assert_eq!(plan_context_start(&h, 10), 0);
-        assert_eq!(plan_context_start(&h, 4), 1, "keeps the call with its results");
-        assert_eq!(plan_context_start(&h, 3), 4, "drops results whose call is cut");
+        assert_eq!(
+            plan_context_start(&h, 4),
+            1,
+            "keeps the call with its results"
+        );
+        assert_eq!(
+            plan_context_start(&h, 3),
+            4,
+            "drops results whose call is cut"
+        );
         assert_eq!(plan_context_start(&h, 0), 5);
     }
 

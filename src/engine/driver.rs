@@ -112,9 +112,11 @@ async fn run_phases(
         .instrument(tracing::debug_span!("prepare"))
         .await?;
     let effects = match &prep.verdict {
-        Verdict::Accepted => effect_loop::run(cx, claim, &prep)
-            .instrument(tracing::debug_span!("effect_loop"))
-            .await?,
+        Verdict::Accepted => {
+            effect_loop::run(cx, claim, &prep)
+                .instrument(tracing::debug_span!("effect_loop"))
+                .await?
+        }
         Verdict::Rejected { reason, message } => Effects {
             messages: Vec::new(),
             usage: Usage::default(),
@@ -129,7 +131,11 @@ async fn run_phases(
     let receipt = commit::run(cx, claim, &fin, &effects.messages, effects.usage)
         .instrument(tracing::debug_span!("commit"))
         .await?;
-    tracing::info!(version = receipt.version, replayed = receipt.replayed, "turn committed");
+    tracing::info!(
+        version = receipt.version,
+        replayed = receipt.replayed,
+        "turn committed"
+    );
     if mode == RunMode::Live {
         let event = TurnPersisted {
             session_id: cx.session.to_string(),
@@ -174,5 +180,9 @@ async fn give_back(rt: &Runtime, claim: &ClaimRecord, error: &EngineError) {
 
 /// The turn id for frame `n` of `root` (0 is the root itself).
 pub fn frame_turn_id(root: &TurnId, n: u32) -> TurnId {
-    if n == 0 { root.clone() } else { root.agent_frame(n) }
+    if n == 0 {
+        root.clone()
+    } else {
+        root.agent_frame(n)
+    }
 }

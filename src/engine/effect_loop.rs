@@ -16,9 +16,7 @@ use super::{TurnCx, step_err};
 use crate::hash::digest;
 use crate::journal::JournalError;
 use crate::llm::{FinishReason, ModelDirective, ModelRequest};
-use crate::model::{
-    EventKind, Message, Part, Role, StopReason, TurnFinish, TurnOutcome, Usage,
-};
+use crate::model::{EventKind, Message, Part, Role, StopReason, TurnFinish, TurnOutcome, Usage};
 use crate::tools::{ToolContext, ToolOutput};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;

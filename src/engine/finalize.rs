@@ -2,9 +2,9 @@
 //! stops the chain), run the finalize hooks, and assemble the events the
 //! commit appends. Records the finish time for the turn's duration.
 
+use super::TurnCx;
 use super::claim::ClaimRecord;
 use super::effect_loop::Effects;
-use super::TurnCx;
 use crate::hash::digest;
 use crate::journal::JournalError;
 use crate::model::{EventKind, Message, SessionEvent, StopReason, TurnOutcome, Usage};
@@ -44,7 +44,11 @@ pub struct FinalizeInput<'a> {
 
 impl<'a> FinalizeInput<'a> {
     /// The input for a turn that went through the effect loop.
-    pub fn from_effects(claim: &'a ClaimRecord, effects: &'a Effects, may_switch_frame: bool) -> Self {
+    pub fn from_effects(
+        claim: &'a ClaimRecord,
+        effects: &'a Effects,
+        may_switch_frame: bool,
+    ) -> Self {
         FinalizeInput {
             claim,
             messages: &effects.messages,
@@ -57,7 +61,10 @@ impl<'a> FinalizeInput<'a> {
 }
 
 /// Runs the finalize step.
-pub async fn run(cx: &TurnCx<'_>, input: FinalizeInput<'_>) -> Result<FinalizeRecord, JournalError> {
+pub async fn run(
+    cx: &TurnCx<'_>,
+    input: FinalizeInput<'_>,
+) -> Result<FinalizeRecord, JournalError> {
     let rt = cx.rt;
     let ids: Vec<&str> = input.messages.iter().map(|m| m.id.as_str()).collect();
     let hash = digest(&("finalize", &input.outcome, &ids, &input.usage));
@@ -79,9 +86,15 @@ pub async fn run(cx: &TurnCx<'_>, input: FinalizeInput<'_>) -> Result<FinalizeRe
         let mut kinds = vec![EventKind::TurnStarted {
             turn_index: input.claim.base_version,
         }];
-        kinds.extend(input.claim.commands.iter().map(|c| EventKind::CommandApplied {
-            command: serde_json::to_value(c).unwrap_or_default(),
-        }));
+        kinds.extend(
+            input
+                .claim
+                .commands
+                .iter()
+                .map(|c| EventKind::CommandApplied {
+                    command: serde_json::to_value(c).unwrap_or_default(),
+                }),
+        );
         kinds.extend(input.tool_events.iter().cloned());
         if let TurnOutcome::Stopped(stop) = &outcome {
             let code = serde_json::to_value(stop.reason)

@@ -49,7 +49,12 @@ impl InlineRunner {
     /// so `resume` can tell whether the owner of a dead turn is still alive.
     pub fn process_owner() -> String {
         let nonce = uuid::Uuid::new_v4().simple().to_string();
-        format!("inline:{}:{}:{}", hostname(), std::process::id(), &nonce[..8])
+        format!(
+            "inline:{}:{}:{}",
+            hostname(),
+            std::process::id(),
+            &nonce[..8]
+        )
     }
 
     /// The runtime.
@@ -59,7 +64,11 @@ impl InlineRunner {
 
     /// Adds an input to the session's inbox (idempotent by input id; a
     /// fresh id is made when the input has none).
-    pub async fn submit(&self, session: &SessionId, input: TurnInput) -> Result<Enqueued, EngineError> {
+    pub async fn submit(
+        &self,
+        session: &SessionId,
+        input: TurnInput,
+    ) -> Result<Enqueued, EngineError> {
         let id = match &input.input_id {
             Some(id) => id.clone(),
             None => format!("in-{}", uuid::Uuid::new_v4()),
@@ -116,7 +125,11 @@ impl InlineRunner {
     }
 
     /// Runs every pending input, oldest first.
-    pub async fn drain(&self, session: &SessionId, cancel: &CancelToken) -> Result<Vec<TurnResult>, EngineError> {
+    pub async fn drain(
+        &self,
+        session: &SessionId,
+        cancel: &CancelToken,
+    ) -> Result<Vec<TurnResult>, EngineError> {
         let mut done = Vec::new();
         loop {
             let inbox = self.rt.store.inbox(session).await?;
@@ -128,7 +141,10 @@ impl InlineRunner {
                 InboxPayload::Input(i) => i.trace_turn_id.clone(),
                 InboxPayload::Command(_) => None,
             };
-            done.push(self.run_entry(session, &entry.id, trace.as_deref(), cancel).await?);
+            done.push(
+                self.run_entry(session, &entry.id, trace.as_deref(), cancel)
+                    .await?,
+            );
         }
         Ok(done)
     }
@@ -143,15 +159,24 @@ impl InlineRunner {
     ) -> Result<Vec<TurnResult>, EngineError> {
         let mut resumed = Vec::new();
         for turn in self.rt.store.unfinished_turns(session).await? {
-            let root = TurnId::new(TurnId::new(&turn).map_err(|e| EngineError::InvalidRequest(e.to_string()))?.root())
-                .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+            let root = TurnId::new(
+                TurnId::new(&turn)
+                    .map_err(|e| EngineError::InvalidRequest(e.to_string()))?
+                    .root(),
+            )
+            .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
             let recording = self.recording(session, &root).await?;
             let claim = recording
                 .steps
                 .first()
                 .filter(|s| s.step == "claim")
-                .ok_or_else(|| EngineError::InvalidRequest(format!("turn '{root}' has no claim record")))?;
-            let owner = claim.output["lease"]["owner"].as_str().unwrap_or_default().to_string();
+                .ok_or_else(|| {
+                    EngineError::InvalidRequest(format!("turn '{root}' has no claim record"))
+                })?;
+            let owner = claim.output["lease"]["owner"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let fence = claim.output["lease"]["fence"].as_u64().unwrap_or_default();
             if let Some(lease) = self.rt.store.current_lease(session).await?
                 && lease.fence == fence
@@ -173,13 +198,26 @@ impl InlineRunner {
                 owner,
             };
             let journal = CheckpointJournal::new(self.rt.store.clone(), session.clone());
-            resumed.push(run_turn(&self.rt, &journal, &request, &CancelToken::new(), RunMode::Live).await?);
+            resumed.push(
+                run_turn(
+                    &self.rt,
+                    &journal,
+                    &request,
+                    &CancelToken::new(),
+                    RunMode::Live,
+                )
+                .await?,
+            );
         }
         Ok(resumed)
     }
 
     /// A turn (with its agent frames) as a recording, from its checkpoints.
-    pub async fn recording(&self, session: &SessionId, root: &TurnId) -> Result<Recording, EngineError> {
+    pub async fn recording(
+        &self,
+        session: &SessionId,
+        root: &TurnId,
+    ) -> Result<Recording, EngineError> {
         let mut steps: Vec<StepRecord> = Vec::new();
         for n in 0..=self.rt.config.max_frames {
             let turn = super::driver::frame_turn_id(root, n);
@@ -201,7 +239,9 @@ impl InlineRunner {
             .and_then(|s| s.output["claimed_ids"].as_array())
             .and_then(|ids| ids.last())
             .and_then(|v| v.as_str())
-            .ok_or_else(|| EngineError::InvalidRequest(format!("no recorded claim for turn '{root}'")))?
+            .ok_or_else(|| {
+                EngineError::InvalidRequest(format!("no recorded claim for turn '{root}'"))
+            })?
             .to_string();
         Ok(Recording {
             format: RECORDING_FORMAT,
@@ -247,8 +287,10 @@ pub async fn replay(rt: &Runtime, recording: &Recording) -> Result<ReplayReport,
             recording.format
         )));
     }
-    let session = SessionId::new(&recording.session_id).map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
-    let turn_id = TurnId::new(&recording.turn_id).map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+    let session = SessionId::new(&recording.session_id)
+        .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+    let turn_id =
+        TurnId::new(&recording.turn_id).map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
     let journal = ReplayJournal::new(recording);
     let mut offline = rt.clone();
     offline.store = Arc::new(crate::store::MemoryStore::new());
@@ -258,7 +300,15 @@ pub async fn replay(rt: &Runtime, recording: &Recording) -> Result<ReplayReport,
         turn_id,
         owner: "replay".into(),
     };
-    match run_turn(&offline, &journal, &request, &CancelToken::new(), RunMode::Replay).await {
+    match run_turn(
+        &offline,
+        &journal,
+        &request,
+        &CancelToken::new(),
+        RunMode::Replay,
+    )
+    .await
+    {
         Ok(_) => {
             let left = journal.unconsumed();
             if let Some(first) = left.first() {

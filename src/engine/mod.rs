@@ -191,7 +191,9 @@ pub enum EngineError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// The durable tier reached a store facet that does not survive crashes.
-    #[error("durable_store_required: the {facet} store is '{backend}', which is ephemeral; the durable tier needs a durable store (SQLite or Postgres)")]
+    #[error(
+        "durable_store_required: the {facet} store is '{backend}', which is ephemeral; the durable tier needs a durable store (SQLite or Postgres)"
+    )]
     DurableStoreRequired {
         /// Which facet.
         facet: String,

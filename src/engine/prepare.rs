@@ -41,9 +41,13 @@ pub struct PrepareRecord {
 
 /// Checks an input; the error says what is wrong with it.
 pub fn validate_input(input: &TurnInput, max_bytes: usize) -> Result<(), String> {
-    let size = serde_json::to_vec(input).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(input)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > max_bytes {
-        return Err(format!("input is {size} bytes, over the limit of {max_bytes}"));
+        return Err(format!(
+            "input is {size} bytes, over the limit of {max_bytes}"
+        ));
     }
     if input.items.is_empty() {
         return Err("input has no items".into());
@@ -69,7 +73,10 @@ pub fn validate_input(input: &TurnInput, max_bytes: usize) -> Result<(), String>
 fn resolve_image(uri: &str) -> Result<(), String> {
     if let Some(rest) = uri.strip_prefix("data:") {
         let Some((meta, data)) = rest.split_once(',') else {
-            return Err(format!("image reference '{}' is a data URI without data", short(uri)));
+            return Err(format!(
+                "image reference '{}' is a data URI without data",
+                short(uri)
+            ));
         };
         if !meta.starts_with("image/") || !meta.ends_with(";base64") || data.is_empty() {
             return Err(format!(
@@ -193,18 +200,38 @@ mod tests {
     #[test]
     fn input_validation_names_what_is_wrong() {
         assert!(validate_input(&text("hi"), 1000).is_ok());
-        assert!(validate_input(&text("   "), 1000).unwrap_err().contains("empty"));
+        assert!(
+            validate_input(&text("   "), 1000)
+                .unwrap_err()
+                .contains("empty")
+        );
         let none = TurnInput {
             items: vec![],
             input_id: None,
             trace_turn_id: None,
         };
-        assert!(validate_input(&none, 1000).unwrap_err().contains("no items"));
-        assert!(validate_input(&text(&"x".repeat(2000)), 1000).unwrap_err().contains("over the limit"));
+        assert!(
+            validate_input(&none, 1000)
+                .unwrap_err()
+                .contains("no items")
+        );
+        assert!(
+            validate_input(&text(&"x".repeat(2000)), 1000)
+                .unwrap_err()
+                .contains("over the limit")
+        );
         assert!(validate_input(&image("https://example.com/a.png"), 1000).is_ok());
         assert!(validate_input(&image("data:image/png;base64,iVBOR"), 1000).is_ok());
-        assert!(validate_input(&image("file:///etc/passwd"), 1000).unwrap_err().contains("does not resolve"));
-        assert!(validate_input(&image("https:///x.png"), 1000).unwrap_err().contains("no host"));
+        assert!(
+            validate_input(&image("file:///etc/passwd"), 1000)
+                .unwrap_err()
+                .contains("does not resolve")
+        );
+        assert!(
+            validate_input(&image("https:///x.png"), 1000)
+                .unwrap_err()
+                .contains("no host")
+        );
         assert!(validate_input(&image("data:text/plain;base64,AA"), 1000).is_err());
     }
 }

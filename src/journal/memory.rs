@@ -18,7 +18,10 @@ impl MemoryJournal {
 
     /// The steps recorded so far.
     pub fn records(&self) -> Vec<StepRecord> {
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

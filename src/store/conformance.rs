@@ -693,10 +693,22 @@ pub async fn notes_are_idempotent_by_key(f: &dyn StoreFactory) {
 pub async fn effect_ledger_counts_every_execution(f: &dyn StoreFactory) {
     let fx = fixture(f).await;
     let s = sid("s");
-    assert_eq!(fx.store.count_effect(&s, "tool:t1:call_0").await.unwrap(), 1);
-    assert_eq!(fx.store.count_effect(&s, "tool:t1:call_0").await.unwrap(), 2);
+    assert_eq!(
+        fx.store.count_effect(&s, "tool:t1:call_0").await.unwrap(),
+        1
+    );
+    assert_eq!(
+        fx.store.count_effect(&s, "tool:t1:call_0").await.unwrap(),
+        2
+    );
     assert_eq!(fx.store.count_effect(&s, "model:t1:0").await.unwrap(), 1);
-    assert_eq!(fx.store.count_effect(&sid("other"), "tool:t1:call_0").await.unwrap(), 1);
+    assert_eq!(
+        fx.store
+            .count_effect(&sid("other"), "tool:t1:call_0")
+            .await
+            .unwrap(),
+        1
+    );
     let counts = fx.store.effect_counts(&s).await.unwrap();
     assert_eq!(counts.get("tool:t1:call_0"), Some(&2));
     assert_eq!(counts.get("model:t1:0"), Some(&1));

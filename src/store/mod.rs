@@ -127,5 +127,8 @@ pub trait SessionStore: Send + Sync {
     async fn count_effect(&self, session: &SessionId, key: &str) -> StoreResult<u64>;
 
     /// Executions per effect key.
-    async fn effect_counts(&self, session: &SessionId) -> StoreResult<std::collections::BTreeMap<String, u64>>;
+    async fn effect_counts(
+        &self,
+        session: &SessionId,
+    ) -> StoreResult<std::collections::BTreeMap<String, u64>>;
 }

@@ -780,7 +780,10 @@ impl SessionStore for SqliteStore {
         })
     }
 
-    async fn effect_counts(&self, session: &SessionId) -> StoreResult<std::collections::BTreeMap<String, u64>> {
+    async fn effect_counts(
+        &self,
+        session: &SessionId,
+    ) -> StoreResult<std::collections::BTreeMap<String, u64>> {
         self.read(|c| {
             Self::require_session(c, session)?;
             let mut stmt = c
