@@ -1,0 +1,186 @@
+//! The store conformance suite: the behaviour every [`SessionStore`] backend
+//! must show, written once. A backend's tests call
+//! [`crate::store_conformance_tests!`] with a [`StoreFactory`], which opens a
+//! fresh, empty store for each case.
+//!
+//! Cases panic (via `assert!`) on a violation, as tests do.
+
+mod commit;
+mod inbox;
+mod lease;
+mod records;
+
+pub use commit::*;
+pub use inbox::*;
+pub use lease::*;
+pub use records::*;
+
+pub(crate) use super::rules::{COMMIT_STAGES, StoreOptions};
+pub(crate) use super::*;
+use crate::clock::ManualClock;
+use crate::fault::FaultSwitch;
+use crate::model::{
+    EventKind, Message, Role, SessionCommand, SessionEvent, SessionId, TurnInput, TurnOutcome,
+    Usage,
+};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Opens a fresh, empty store for one conformance case.
+#[async_trait]
+pub trait StoreFactory: Send + Sync {
+    /// A new empty store using these options.
+    async fn open(&self, options: StoreOptions) -> Arc<dyn SessionStore>;
+}
+
+/// A store with the handles a case needs to steer it.
+pub struct Fixture {
+    /// The store.
+    pub store: Arc<dyn SessionStore>,
+    /// Its clock.
+    pub clock: Arc<ManualClock>,
+    /// Its commit fault switch.
+    pub faults: FaultSwitch,
+}
+
+/// Payload limit the suite configures (small, to test rejection).
+pub const SUITE_MAX_PAYLOAD: usize = 64 * 1024;
+pub(super) const TTL: u64 = 10_000;
+
+pub(super) async fn fixture(f: &dyn StoreFactory) -> Fixture {
+    let clock = ManualClock::new(1_000_000);
+    let faults = FaultSwitch::new();
+    let store = f
+        .open(StoreOptions {
+            max_payload_bytes: SUITE_MAX_PAYLOAD,
+            clock: clock.clone(),
+            faults: faults.clone(),
+        })
+        .await;
+    Fixture {
+        store,
+        clock,
+        faults,
+    }
+}
+
+pub(super) fn sid(s: &str) -> SessionId {
+    SessionId::new(s).expect("valid id")
+}
+
+pub(super) fn input(id: &str, text: &str) -> NewInboxEntry {
+    NewInboxEntry {
+        id: id.to_string(),
+        payload: InboxPayload::Input(TurnInput::text(text)),
+    }
+}
+
+pub(super) fn command(id: &str, prompt: &str) -> NewInboxEntry {
+    NewInboxEntry {
+        id: id.to_string(),
+        payload: InboxPayload::Command(SessionCommand::SetSystemPrompt {
+            prompt: prompt.to_string(),
+        }),
+    }
+}
+
+/// A commit of one user and one assistant message for `claim`.
+pub fn simple_commit(
+    lease: &Lease,
+    turn_id: &str,
+    base: u64,
+    claim: &Claim,
+    answer: &str,
+) -> CommitRequest {
+    CommitRequest {
+        session_id: lease.session_id.clone(),
+        turn_id: turn_id.to_string(),
+        lease: lease.clone(),
+        base_version: base,
+        messages: vec![
+            Message::text(format!("{turn_id}:msg:0"), Role::User, "q"),
+            Message::text(format!("{turn_id}:msg:1"), Role::Assistant, answer),
+        ],
+        outcome: TurnOutcome::Finished(crate::model::TurnFinish::AssistantMessage {
+            text: answer.to_string(),
+        }),
+        usage: Usage {
+            input_tokens: 5,
+            output_tokens: 2,
+            model_calls: 1,
+        },
+        completed_entries: claim.entry_ids(),
+        events: vec![
+            SessionEvent::new(turn_id, 0, EventKind::TurnStarted { turn_index: base }),
+            SessionEvent::new(
+                turn_id,
+                1,
+                EventKind::Error {
+                    code: "none".into(),
+                    message: "marker".into(),
+                },
+            ),
+        ],
+        settings: None,
+        keep_lease: false,
+    }
+}
+
+pub(super) async fn enqueue_and_claim(
+    fx: &Fixture,
+    s: &SessionId,
+    owner: &str,
+    id: &str,
+) -> (Lease, Claim) {
+    fx.store.enqueue(s, input(id, "q")).await.expect("enqueue");
+    let lease = fx
+        .store
+        .acquire_lease(s, owner, TTL)
+        .await
+        .expect("acquire");
+    let claim = fx
+        .store
+        .claim(&lease, ClaimTarget::Next)
+        .await
+        .expect("claim")
+        .expect("an input to claim");
+    (lease, claim)
+}
+
+/// Generates one `#[tokio::test]` per conformance case for a backend.
+/// `$factory` is an expression giving a `&dyn StoreFactory`.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($factory:expr) => {
+        $crate::store_conformance_tests!(@cases $factory;
+            lease_is_exclusive_until_it_expires,
+            same_owner_reacquires_its_lease,
+            renew_and_release_follow_the_fence,
+            commit_is_rejected_after_lease_takeover,
+            commit_is_idempotent_by_turn_id_and_hash,
+            commit_requires_the_claimed_base_version,
+            commit_can_keep_the_lease,
+            history_is_readable_at_a_version,
+            inbox_is_fifo_and_enqueue_is_idempotent,
+            commands_before_an_input_are_claimed_with_it,
+            abandoned_claims_can_be_claimed_again,
+            event_append_is_idempotent,
+            a_commit_failing_midway_leaves_nothing_behind,
+            concurrent_enqueues_lose_and_duplicate_nothing,
+            bad_input_gets_typed_errors_and_changes_nothing,
+            checkpoints_track_unfinished_turns,
+            notes_are_idempotent_by_key,
+            commit_applies_settings,
+            effect_ledger_counts_every_execution,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let factory = $factory;
+                $crate::store::conformance::$case(&factory).await;
+            }
+        )*
+    };
+}

@@ -1,0 +1,110 @@
+//! Row helpers shared by the SQLite store's operations: session existence,
+//! the lease row, live inbox entries, event appends.
+
+use super::schema::map_err;
+use super::{SqliteStore, parse_state};
+use crate::model::{SessionEvent, SessionId};
+use crate::store::rules::{self, LeaseRow};
+use crate::store::{InboxEntry, StoreError, StoreResult};
+use rusqlite::{Connection, OptionalExtension, params};
+
+impl SqliteStore {
+    pub(super) fn lease_row(
+        conn: &Connection,
+        session: &SessionId,
+    ) -> StoreResult<Option<LeaseRow>> {
+        conn.query_row(
+            "SELECT owner, fence, expires_at_ms FROM leases WHERE session_id = ?1",
+            params![session.as_str()],
+            |r| {
+                Ok(LeaseRow {
+                    owner: r.get(0)?,
+                    fence: r.get::<_, i64>(1)? as u64,
+                    expires_at_ms: r.get::<_, i64>(2)? as u64,
+                })
+            },
+        )
+        .optional()
+        .map_err(map_err)
+    }
+
+    pub(super) fn session_exists(conn: &Connection, session: &SessionId) -> StoreResult<bool> {
+        conn.query_row(
+            "SELECT 1 FROM sessions WHERE id = ?1",
+            params![session.as_str()],
+            |_| Ok(()),
+        )
+        .optional()
+        .map(|o| o.is_some())
+        .map_err(map_err)
+    }
+
+    pub(super) fn require_session(conn: &Connection, session: &SessionId) -> StoreResult<()> {
+        if Self::session_exists(conn, session)? {
+            Ok(())
+        } else {
+            Err(StoreError::UnknownSession(session.to_string()))
+        }
+    }
+
+    pub(super) fn ensure_session(conn: &Connection, session: &SessionId) -> StoreResult<()> {
+        conn.execute(
+            "INSERT OR IGNORE INTO sessions (id) VALUES (?1)",
+            params![session.as_str()],
+        )
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(super) fn live_entries(
+        conn: &Connection,
+        session: &SessionId,
+    ) -> StoreResult<Vec<InboxEntry>> {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, seq, payload, state, claim_fence FROM inbox
+                 WHERE session_id = ?1 AND state != 'completed' ORDER BY seq",
+            )
+            .map_err(map_err)?;
+        let rows = stmt
+            .query_map(params![session.as_str()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            })
+            .map_err(map_err)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, seq, payload, state, fence) = row.map_err(map_err)?;
+            out.push(InboxEntry {
+                id,
+                seq: seq as u64,
+                payload: rules::decode("inbox payload", &payload)?,
+                state: parse_state(&state)?,
+                claim_fence: fence.map(|f| f as u64),
+            });
+        }
+        Ok(out)
+    }
+
+    pub(super) fn insert_events(
+        conn: &Connection,
+        session: &SessionId,
+        events: &[SessionEvent],
+    ) -> StoreResult<()> {
+        for e in events {
+            let body = serde_json::to_string(e).map_err(|e| StoreError::Internal(e.to_string()))?;
+            conn.execute(
+                "INSERT OR IGNORE INTO events (session_id, cursor, id, body)
+                 SELECT ?1, COALESCE(MAX(cursor), 0) + 1, ?2, ?3 FROM events WHERE session_id = ?1",
+                params![session.as_str(), e.id, body],
+            )
+            .map_err(map_err)?;
+        }
+        Ok(())
+    }
+}
