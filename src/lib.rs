@@ -13,5 +13,6 @@ pub mod journal;
 pub mod llm;
 pub mod model;
 pub mod plugins;
+pub mod restate;
 pub mod store;
 pub mod tools;

@@ -144,6 +144,9 @@ pub async fn dispatch(command: Command) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&rec)?);
             Ok(())
         }
+        Command::Serve { store, listen } => {
+            crate::serve::serve(&store.db, &store.model, listen).await
+        }
         Command::Replay { store, recording } => {
             let text = std::fs::read_to_string(&recording)
                 .with_context(|| format!("cannot read {}", recording.display()))?;

@@ -3,6 +3,7 @@
 
 mod inline;
 mod output;
+mod serve;
 mod setup;
 
 use clap::{Parser, Subcommand};
@@ -130,6 +131,14 @@ enum Command {
         /// The (root) turn id.
         #[arg(long)]
         turn: String,
+    },
+    /// Serve the Restate endpoint (the `Session` virtual object).
+    Serve {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Address to listen on (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:9080")]
+        listen: std::net::SocketAddr,
     },
     /// Replay a recorded turn against this build, every effect served from
     /// the recording; print `replay ok` or the first divergent step.

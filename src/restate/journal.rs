@@ -1,0 +1,91 @@
+//! The durable tier's journal: every step is a named `ctx.run`, so the
+//! Restate orchestrator records its result and, when it re-invokes the
+//! handler after a crash, returns that record instead of running the step.
+//! Each record carries the step's input hash; a replay whose hash differs
+//! fails terminally with `journal_mismatch` naming the step.
+
+use crate::journal::{
+    Journal, JournalError, JournalTier, StepBody, StepError, StepRecord, check_record,
+};
+use crate::model::TurnId;
+use async_trait::async_trait;
+use restate_sdk::prelude::*;
+
+/// Status code Restate uses for a cancelled invocation.
+const CANCELLED: u16 = 409;
+
+/// A journal whose steps are `ctx.run` calls of one Restate invocation.
+pub struct RestateJournal<'a> {
+    ctx: &'a ObjectContext<'a>,
+}
+
+impl<'a> RestateJournal<'a> {
+    /// A journal over an exclusive handler's context.
+    pub fn new(ctx: &'a ObjectContext<'a>) -> Self {
+        RestateJournal { ctx }
+    }
+}
+
+/// Encodes a terminal step error so its code survives the journal.
+fn to_terminal(code: &str, message: &str) -> TerminalError {
+    TerminalError::new_with_code(500, format!("{code}: {message}"))
+}
+
+/// Decodes a terminal error recorded by [`to_terminal`].
+fn from_terminal(e: &TerminalError) -> JournalError {
+    if e.code() == CANCELLED {
+        return JournalError::Cancelled;
+    }
+    let (code, message) = e
+        .message()
+        .split_once(": ")
+        .unwrap_or(("runtime_error", e.message()));
+    JournalError::Step(StepError::Terminal {
+        code: code.to_string(),
+        message: message.to_string(),
+    })
+}
+
+#[async_trait]
+impl Journal for RestateJournal<'_> {
+    fn tier(&self) -> JournalTier {
+        JournalTier::Durable
+    }
+
+    async fn step(
+        &self,
+        turn: &TurnId,
+        name: &str,
+        input_hash: &str,
+        body: StepBody<'_>,
+    ) -> Result<serde_json::Value, JournalError> {
+        let record = StepRecord {
+            turn_id: turn.to_string(),
+            step: name.to_string(),
+            input_hash: input_hash.to_string(),
+            output: serde_json::Value::Null,
+        };
+        // The context is covariant in its lifetime: a shorter borrow lets
+        // the run closure capture the body, which lives only for this call.
+        let ctx: &ObjectContext<'_> = self.ctx;
+        let result = ctx
+            .run(move || async move {
+                match body.await {
+                    Ok(output) => Ok(Json(StepRecord { output, ..record })),
+                    Err(StepError::Retryable(m)) => Err(HandlerError::from(m)),
+                    Err(StepError::Terminal { code, message }) => {
+                        Err(to_terminal(&code, &message).into())
+                    }
+                }
+            })
+            .name(name)
+            .await;
+        match result {
+            Ok(Json(recorded)) => {
+                check_record(&recorded, turn, name, input_hash)?;
+                Ok(recorded.output)
+            }
+            Err(e) => Err(from_terminal(&e)),
+        }
+    }
+}

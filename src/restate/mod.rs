@@ -1,0 +1,10 @@
+//! The durable tier on Restate: [`RestateJournal`] (every step a named
+//! `ctx.run`) and the [`Session`] virtual object whose handlers run turns.
+//! A platform team binds `Session` into its own endpoint, or runs
+//! `ratchet serve`.
+
+mod journal;
+mod session;
+
+pub use journal::RestateJournal;
+pub use session::{Session, SessionClient, SessionView, SubmitReply, TurnBody};

@@ -1,0 +1,265 @@
+//! The `Session` virtual object, keyed by session id. `turn` and `drain`
+//! are exclusive and run turns; `submit`, `view` and `cancel` are shared.
+//! The lease owner is the invocation id, stable across retries, so a
+//! re-invoked turn re-acquires its own lease.
+
+use super::RestateJournal;
+use crate::engine::{
+    CancelToken, EngineError, RunMode, Runtime, TurnRequest, TurnResult, run_turn,
+};
+use crate::model::{SessionId, TurnInput};
+use crate::store::{
+    DurabilityTier, InboxEntry, InboxPayload, InboxState, NewInboxEntry, SessionHead, StoredMessage,
+};
+use restate_sdk::prelude::*;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Request of `turn` and `submit`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TurnBody {
+    /// The input.
+    pub input: TurnInput,
+}
+
+/// Reply of `submit`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct SubmitReply {
+    /// The input id (given, or derived from the invocation).
+    pub input_id: String,
+    /// Whether the id was already known.
+    pub duplicate: bool,
+    /// FIFO position in the session's inbox.
+    pub position: u64,
+}
+
+/// Reply of `view`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct SessionView {
+    /// The head.
+    pub head: SessionHead,
+    /// The most recent messages (up to 50).
+    pub recent_messages: Vec<StoredMessage>,
+    /// Inputs and commands not yet completed.
+    pub pending: Vec<InboxEntry>,
+}
+
+/// The Restate virtual object running a session's turns.
+pub struct Session {
+    rt: Runtime,
+}
+
+impl Session {
+    /// A session object over a runtime whose store must be durable.
+    pub fn new(rt: Runtime) -> Self {
+        Session { rt }
+    }
+}
+
+fn terminal(e: EngineError) -> HandlerError {
+    let code = e.code();
+    let status = match code.as_str() {
+        "invalid_request" | "input_not_pending" | "durable_store_required" => 400,
+        "journal_mismatch" => 500,
+        "session_execution_lease_lost" => 409,
+        _ => 500,
+    };
+    if e.is_retryable() {
+        return HandlerError::from(format!("{code}: {e}"));
+    }
+    TerminalError::new_with_code(status, format!("{code}: {e}")).into()
+}
+
+fn store_err(e: crate::store::StoreError) -> HandlerError {
+    terminal(EngineError::Store(e))
+}
+
+fn session_id(key: &str) -> Result<SessionId, HandlerError> {
+    SessionId::new(key).map_err(|e| TerminalError::new_with_code(400, e.to_string()).into())
+}
+
+impl Session {
+    /// Refuses to run on a store that does not survive crashes.
+    fn require_durable(&self) -> Result<(), HandlerError> {
+        if self.rt.store.durability_tier() != DurabilityTier::Durable {
+            return Err(terminal(EngineError::DurableStoreRequired {
+                facet: "session".into(),
+                backend: self.rt.store.backend_name().into(),
+            }));
+        }
+        Ok(())
+    }
+
+    async fn run(
+        &self,
+        ctx: &ObjectContext<'_>,
+        sid: &SessionId,
+        input_id: String,
+        trace: Option<String>,
+    ) -> Result<TurnResult, HandlerError> {
+        let request = TurnRequest {
+            session_id: sid.clone(),
+            turn_id: TurnRequest::turn_id_for(&input_id, trace.as_deref()).map_err(terminal)?,
+            input_id,
+            owner: ctx.invocation_id().to_string(),
+        };
+        let journal = RestateJournal::new(ctx);
+        run_turn(
+            &self.rt,
+            &journal,
+            &request,
+            &CancelToken::new(),
+            RunMode::Live,
+        )
+        .await
+        .map_err(terminal)
+    }
+
+    async fn enqueue(
+        &self,
+        sid: &SessionId,
+        input: TurnInput,
+        input_id: String,
+    ) -> Result<SubmitReply, HandlerError> {
+        let mut input = input;
+        input.input_id = Some(input_id.clone());
+        let enqueued = self
+            .rt
+            .store
+            .enqueue(
+                sid,
+                NewInboxEntry {
+                    id: input_id,
+                    payload: InboxPayload::Input(input),
+                },
+            )
+            .await
+            .map_err(store_err)?;
+        Ok(SubmitReply {
+            input_id: enqueued.entry.id,
+            duplicate: enqueued.duplicate,
+            position: enqueued.entry.seq,
+        })
+    }
+}
+
+#[restate_sdk::object(invocation_retry_policy(
+    max_attempts = 30,
+    initial_interval = "100ms",
+    max_interval = "2s",
+    on_max_attempts = "kill"
+))]
+impl Session {
+    /// Runs one turn now (following agent frames) and returns it.
+    #[handler]
+    async fn turn(
+        &self,
+        mut ctx: ObjectContext<'_>,
+        body: Json<TurnBody>,
+    ) -> Result<Json<TurnResult>, HandlerError> {
+        self.require_durable()?;
+        let sid = session_id(ctx.key())?;
+        let TurnBody { input } = body.into_inner();
+        let input_id = input
+            .input_id
+            .clone()
+            .unwrap_or_else(|| format!("in-{}", ctx.rand_uuid()));
+        let trace = input.trace_turn_id.clone();
+        let reply = ctx
+            .run(|| async { self.enqueue(&sid, input, input_id).await.map(Json) })
+            .name("enqueue")
+            .await?
+            .into_inner();
+        let result = self.run(&ctx, &sid, reply.input_id, trace).await?;
+        Ok(Json(result))
+    }
+
+    /// Adds an input to the inbox (idempotent by input id) and asks `drain`
+    /// to run it; returns at once.
+    #[handler]
+    async fn submit(
+        &self,
+        mut ctx: SharedObjectContext<'_>,
+        body: Json<TurnBody>,
+    ) -> Result<Json<SubmitReply>, HandlerError> {
+        self.require_durable()?;
+        let sid = session_id(ctx.key())?;
+        let TurnBody { input } = body.into_inner();
+        let input_id = input
+            .input_id
+            .clone()
+            .unwrap_or_else(|| format!("in-{}", ctx.rand_uuid()));
+        let reply = ctx
+            .run(|| async { self.enqueue(&sid, input, input_id).await.map(Json) })
+            .name("enqueue")
+            .await?
+            .into_inner();
+        ctx.object_client::<SessionClient>(ctx.key()).drain().send();
+        Ok(Json(reply))
+    }
+
+    /// Runs the oldest pending input as a turn; re-sends itself while more wait.
+    #[handler]
+    async fn drain(
+        &self,
+        ctx: ObjectContext<'_>,
+    ) -> Result<Json<Option<TurnResult>>, HandlerError> {
+        self.require_durable()?;
+        let sid = session_id(ctx.key())?;
+        let next = ctx
+            .run(|| async {
+                let inbox = self.rt.store.inbox(&sid).await.map_err(store_err)?;
+                let next = inbox.into_iter().find(|e| {
+                    e.state == InboxState::Pending && matches!(e.payload, InboxPayload::Input(_))
+                });
+                Ok(Json(next.map(|e| {
+                    let trace = match &e.payload {
+                        InboxPayload::Input(i) => i.trace_turn_id.clone(),
+                        InboxPayload::Command(_) => None,
+                    };
+                    (e.id, trace)
+                })))
+            })
+            .name("next_input")
+            .await?
+            .into_inner();
+        let Some((input_id, trace)) = next else {
+            return Ok(Json(None));
+        };
+        let result = self.run(&ctx, &sid, input_id, trace).await?;
+        let more = ctx
+            .run(|| async {
+                let inbox = self.rt.store.inbox(&sid).await.map_err(store_err)?;
+                Ok(inbox.iter().any(|e| {
+                    e.state == InboxState::Pending && matches!(e.payload, InboxPayload::Input(_))
+                }))
+            })
+            .name("more_pending")
+            .await?;
+        if more {
+            ctx.object_client::<SessionClient>(ctx.key()).drain().send();
+        }
+        Ok(Json(Some(result)))
+    }
+
+    /// The session's head, recent messages and pending inputs.
+    #[handler]
+    async fn view(&self, ctx: SharedObjectContext<'_>) -> Result<Json<SessionView>, HandlerError> {
+        let sid = session_id(ctx.key())?;
+        let head = self.rt.store.head(&sid).await.map_err(store_err)?;
+        let all = self
+            .rt
+            .store
+            .messages(&sid, head.version)
+            .await
+            .map_err(store_err)?;
+        let recent = all[all.len().saturating_sub(50)..].to_vec();
+        let pending = self.rt.store.inbox(&sid).await.map_err(store_err)?;
+        Ok(Json(SessionView {
+            head,
+            recent_messages: recent,
+            pending,
+        }))
+    }
+}
