@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 echo "== building ratchet" >&2
 cargo build --quiet --bin ratchet
-bin=target/debug/ratchet
+bin="${CARGO_TARGET_DIR:-target}/debug/ratchet"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 db="$work/demo.db"
