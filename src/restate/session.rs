@@ -8,12 +8,14 @@ use crate::engine::{
     CancelToken, EngineError, RunMode, Runtime, TurnRequest, TurnResult, run_turn,
 };
 use crate::model::{SessionId, TurnInput};
+use crate::store::SessionStore;
 use crate::store::{
     DurabilityTier, InboxEntry, InboxPayload, InboxState, NewInboxEntry, SessionHead, StoredMessage,
 };
 use restate_sdk::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Request of `turn` and `submit`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -115,33 +117,35 @@ impl Session {
         .await
         .map_err(terminal)
     }
+}
 
-    async fn enqueue(
-        &self,
-        sid: &SessionId,
-        input: TurnInput,
-        input_id: String,
-    ) -> Result<SubmitReply, HandlerError> {
-        let mut input = input;
-        input.input_id = Some(input_id.clone());
-        let enqueued = self
-            .rt
-            .store
-            .enqueue(
-                sid,
-                NewInboxEntry {
-                    id: input_id,
-                    payload: InboxPayload::Input(input),
-                },
-            )
-            .await
-            .map_err(store_err)?;
-        Ok(SubmitReply {
-            input_id: enqueued.entry.id,
-            duplicate: enqueued.duplicate,
-            position: enqueued.entry.seq,
-        })
-    }
+/// The input id of a request: the caller's, or one derived from the
+/// invocation (`ctx.rand_uuid()` is seeded by it, so stable on retry).
+fn input_id_of(input: &TurnInput, derived: impl FnOnce() -> String) -> String {
+    input
+        .input_id
+        .clone()
+        .unwrap_or_else(|| format!("in-{}", derived()))
+}
+
+/// The body of the `enqueue` step that `turn` and `submit` begin with.
+async fn enqueue(
+    store: Arc<dyn SessionStore>,
+    sid: SessionId,
+    mut input: TurnInput,
+    input_id: String,
+) -> HandlerResult<Json<SubmitReply>> {
+    input.input_id = Some(input_id.clone());
+    let entry = NewInboxEntry {
+        id: input_id,
+        payload: InboxPayload::Input(input),
+    };
+    let enqueued = store.enqueue(&sid, entry).await.map_err(store_err)?;
+    Ok(Json(SubmitReply {
+        input_id: enqueued.entry.id,
+        duplicate: enqueued.duplicate,
+        position: enqueued.entry.seq,
+    }))
 }
 
 #[restate_sdk::object(invocation_retry_policy(
@@ -161,13 +165,10 @@ impl Session {
         self.require_durable()?;
         let sid = session_id(ctx.key())?;
         let TurnBody { input } = body.into_inner();
-        let input_id = input
-            .input_id
-            .clone()
-            .unwrap_or_else(|| format!("in-{}", ctx.rand_uuid()));
         let trace = input.trace_turn_id.clone();
+        let input_id = input_id_of(&input, || ctx.rand_uuid().to_string());
         let reply = ctx
-            .run(|| async { self.enqueue(&sid, input, input_id).await.map(Json) })
+            .run(|| enqueue(self.rt.store.clone(), sid.clone(), input, input_id))
             .name("enqueue")
             .await?
             .into_inner();
@@ -186,12 +187,9 @@ impl Session {
         self.require_durable()?;
         let sid = session_id(ctx.key())?;
         let TurnBody { input } = body.into_inner();
-        let input_id = input
-            .input_id
-            .clone()
-            .unwrap_or_else(|| format!("in-{}", ctx.rand_uuid()));
+        let input_id = input_id_of(&input, || ctx.rand_uuid().to_string());
         let reply = ctx
-            .run(|| async { self.enqueue(&sid, input, input_id).await.map(Json) })
+            .run(|| enqueue(self.rt.store.clone(), sid.clone(), input, input_id))
             .name("enqueue")
             .await?
             .into_inner();

@@ -5,7 +5,10 @@
 //! every write, a busy timeout for waits).
 
 mod commit;
+mod inbox;
 mod rows;
+
+use rows::{col, collect};
 mod schema;
 
 use super::rules::{self, StoreOptions};
@@ -116,66 +119,43 @@ impl SessionStore for SqliteStore {
     ) -> StoreResult<Vec<StoredMessage>> {
         self.read(|c| {
             Self::require_session(c, session)?;
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT version, turn_id, body FROM messages
-                     WHERE session_id = ?1 AND version <= ?2 ORDER BY version, ord",
-                )
-                .map_err(map_err)?;
-            let rows = stmt
-                .query_map(params![session.as_str(), clamp(at_version)], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                })
-                .map_err(map_err)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (version, turn_id, body) = row.map_err(map_err)?;
-                out.push(StoredMessage {
-                    version: version as u64,
-                    turn_id,
-                    message: rules::decode::<Message>("message", &body)?,
-                });
-            }
-            Ok(out)
+            collect(
+                c,
+                "SELECT version, turn_id, body FROM messages
+                 WHERE session_id = ?1 AND version <= ?2 ORDER BY version, ord",
+                params![session.as_str(), clamp(at_version)],
+                |r| {
+                    Ok(StoredMessage {
+                        version: col::<i64>(r, 0)? as u64,
+                        turn_id: col(r, 1)?,
+                        message: rules::decode::<Message>("message", &col::<String>(r, 2)?)?,
+                    })
+                },
+            )
         })
     }
 
     async fn turns(&self, session: &SessionId) -> StoreResult<Vec<TurnRecord>> {
         self.read(|c| {
             Self::require_session(c, session)?;
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT turn_id, version, outcome, usage, commit_hash FROM turns
-                     WHERE session_id = ?1 ORDER BY version",
-                )
-                .map_err(map_err)?;
-            let rows = stmt
-                .query_map(params![session.as_str()], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                    ))
-                })
-                .map_err(map_err)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (turn_id, version, outcome, usage, commit_hash) = row.map_err(map_err)?;
-                out.push(TurnRecord {
-                    turn_id,
-                    version: version as u64,
-                    outcome: rules::decode::<TurnOutcome>("turn outcome", &outcome)?,
-                    usage: rules::decode("turn usage", &usage)?,
-                    commit_hash,
-                });
-            }
-            Ok(out)
+            collect(
+                c,
+                "SELECT turn_id, version, outcome, usage, commit_hash FROM turns
+                 WHERE session_id = ?1 ORDER BY version",
+                params![session.as_str()],
+                |r| {
+                    Ok(TurnRecord {
+                        turn_id: col(r, 0)?,
+                        version: col::<i64>(r, 1)? as u64,
+                        outcome: rules::decode::<TurnOutcome>(
+                            "turn outcome",
+                            &col::<String>(r, 2)?,
+                        )?,
+                        usage: rules::decode("turn usage", &col::<String>(r, 3)?)?,
+                        commit_hash: col(r, 4)?,
+                    })
+                },
+            )
         })
     }
 
@@ -270,72 +250,11 @@ impl SessionStore for SqliteStore {
             &entry.payload,
             self.options.max_payload_bytes,
         )?;
-        self.write(|tx| {
-            Self::ensure_session(tx, session)?;
-            let existing: Option<(i64, String, String, Option<i64>)> = tx
-                .query_row(
-                    "SELECT seq, payload, state, claim_fence FROM inbox WHERE session_id = ?1 AND id = ?2",
-                    params![session.as_str(), entry.id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
-                .optional()
-                .map_err(map_err)?;
-            if let Some((seq, payload, state, fence)) = existing {
-                return Ok(Enqueued {
-                    entry: InboxEntry {
-                        id: entry.id.clone(),
-                        seq: seq as u64,
-                        payload: rules::decode("inbox payload", &payload)?,
-                        state: parse_state(&state)?,
-                        claim_fence: fence.map(|f| f as u64),
-                    },
-                    duplicate: true,
-                });
-            }
-            let seq: i64 = tx
-                .query_row(
-                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM inbox WHERE session_id = ?1",
-                    params![session.as_str()],
-                    |r| r.get(0),
-                )
-                .map_err(map_err)?;
-            tx.execute(
-                "INSERT INTO inbox (session_id, seq, id, payload, state) VALUES (?1, ?2, ?3, ?4, 'pending')",
-                params![session.as_str(), seq, entry.id, payload],
-            )
-            .map_err(map_err)?;
-            Ok(Enqueued {
-                entry: InboxEntry {
-                    id: entry.id.clone(),
-                    seq: seq as u64,
-                    payload: entry.payload.clone(),
-                    state: InboxState::Pending,
-                    claim_fence: None,
-                },
-                duplicate: false,
-            })
-        })
+        self.write(|tx| Self::enqueue_in(tx, session, &entry, &payload))
     }
 
     async fn claim(&self, lease: &Lease, target: ClaimTarget) -> StoreResult<Option<Claim>> {
-        self.write(|tx| {
-            Self::require_session(tx, &lease.session_id)?;
-            if !rules::lease_is_current(Self::lease_row(tx, &lease.session_id)?.as_ref(), lease) {
-                return Err(rules::lease_lost(lease));
-            }
-            let live = Self::live_entries(tx, &lease.session_id)?;
-            let mut taken = rules::select_claim(&live, lease.fence, &target);
-            for e in taken.iter_mut() {
-                tx.execute(
-                    "UPDATE inbox SET state = 'claimed', claim_fence = ?3 WHERE session_id = ?1 AND id = ?2",
-                    params![lease.session_id.as_str(), e.id, lease.fence as i64],
-                )
-                .map_err(map_err)?;
-                e.state = InboxState::Claimed;
-                e.claim_fence = Some(lease.fence);
-            }
-            Ok(rules::into_claim(taken))
-        })
+        self.write(|tx| Self::claim_in(tx, lease, &target))
     }
 
     async fn abandon_claims(&self, session: &SessionId, fence: u64) -> StoreResult<u64> {
@@ -384,27 +303,18 @@ impl SessionStore for SqliteStore {
     ) -> StoreResult<Vec<StoredEvent>> {
         self.read(|c| {
             Self::require_session(c, session)?;
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT cursor, body FROM events WHERE session_id = ?1 AND cursor > ?2
-                     ORDER BY cursor LIMIT ?3",
-                )
-                .map_err(map_err)?;
-            let rows = stmt
-                .query_map(
-                    params![session.as_str(), clamp(cursor), clamp(limit as u64)],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-                )
-                .map_err(map_err)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (cursor, body) = row.map_err(map_err)?;
-                out.push(StoredEvent {
-                    cursor: cursor as u64,
-                    event: rules::decode("event", &body)?,
-                });
-            }
-            Ok(out)
+            collect(
+                c,
+                "SELECT cursor, body FROM events WHERE session_id = ?1 AND cursor > ?2
+                 ORDER BY cursor LIMIT ?3",
+                params![session.as_str(), clamp(cursor), clamp(limit as u64)],
+                |r| {
+                    Ok(StoredEvent {
+                        cursor: col::<i64>(r, 0)? as u64,
+                        event: rules::decode("event", &col::<String>(r, 1)?)?,
+                    })
+                },
+            )
         })
     }
 
@@ -441,50 +351,35 @@ impl SessionStore for SqliteStore {
     ) -> StoreResult<Vec<Checkpoint>> {
         self.read(|c| {
             Self::require_session(c, session)?;
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT seq, step, record FROM checkpoints
-                     WHERE session_id = ?1 AND turn_id = ?2 ORDER BY seq",
-                )
-                .map_err(map_err)?;
-            let rows = stmt
-                .query_map(params![session.as_str(), turn_id], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                })
-                .map_err(map_err)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (seq, step, record) = row.map_err(map_err)?;
-                out.push(Checkpoint {
-                    session_id: session.clone(),
-                    turn_id: turn_id.to_string(),
-                    seq: seq as u64,
-                    step,
-                    record: rules::decode("checkpoint", &record)?,
-                });
-            }
-            Ok(out)
+            collect(
+                c,
+                "SELECT seq, step, record FROM checkpoints
+                 WHERE session_id = ?1 AND turn_id = ?2 ORDER BY seq",
+                params![session.as_str(), turn_id],
+                |r| {
+                    Ok(Checkpoint {
+                        session_id: session.clone(),
+                        turn_id: turn_id.to_string(),
+                        seq: col::<i64>(r, 0)? as u64,
+                        step: col(r, 1)?,
+                        record: rules::decode("checkpoint", &col::<String>(r, 2)?)?,
+                    })
+                },
+            )
         })
     }
 
     async fn unfinished_turns(&self, session: &SessionId) -> StoreResult<Vec<String>> {
         self.read(|c| {
             Self::require_session(c, session)?;
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT turn_id FROM checkpoints c WHERE session_id = ?1
-                     AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.session_id = c.session_id AND t.turn_id = c.turn_id)
-                     GROUP BY turn_id ORDER BY MIN(rowid)",
-                )
-                .map_err(map_err)?;
-            let rows = stmt
-                .query_map(params![session.as_str()], |r| r.get::<_, String>(0))
-                .map_err(map_err)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+            collect(
+                c,
+                "SELECT turn_id FROM checkpoints c WHERE session_id = ?1
+                 AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.session_id = c.session_id AND t.turn_id = c.turn_id)
+                 GROUP BY turn_id ORDER BY MIN(rowid)",
+                params![session.as_str()],
+                |r| col(r, 0),
+            )
         })
     }
 
@@ -517,18 +412,17 @@ impl SessionStore for SqliteStore {
     async fn notes(&self, session: &SessionId) -> StoreResult<Vec<Note>> {
         self.read(|c| {
             Self::require_session(c, session)?;
-            let mut stmt = c
-                .prepare_cached("SELECT key, text FROM notes WHERE session_id = ?1 ORDER BY seq")
-                .map_err(map_err)?;
-            let rows = stmt
-                .query_map(params![session.as_str()], |r| {
+            collect(
+                c,
+                "SELECT key, text FROM notes WHERE session_id = ?1 ORDER BY seq",
+                params![session.as_str()],
+                |r| {
                     Ok(Note {
-                        key: r.get(0)?,
-                        text: r.get(1)?,
+                        key: col(r, 0)?,
+                        text: col(r, 1)?,
                     })
-                })
-                .map_err(map_err)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+                },
+            )
         })
     }
 
@@ -554,15 +448,13 @@ impl SessionStore for SqliteStore {
     ) -> StoreResult<std::collections::BTreeMap<String, u64>> {
         self.read(|c| {
             Self::require_session(c, session)?;
-            let mut stmt = c
-                .prepare_cached("SELECT key, count FROM effects WHERE session_id = ?1")
-                .map_err(map_err)?;
-            let rows = stmt
-                .query_map(params![session.as_str()], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-                })
-                .map_err(map_err)?;
-            rows.collect::<Result<_, _>>().map_err(map_err)
+            let pairs = collect(
+                c,
+                "SELECT key, count FROM effects WHERE session_id = ?1",
+                params![session.as_str()],
+                |r| Ok((col::<String>(r, 0)?, col::<i64>(r, 1)? as u64)),
+            )?;
+            Ok(pairs.into_iter().collect())
         })
     }
 }

@@ -6,7 +6,7 @@ use super::{SqliteStore, parse_state};
 use crate::model::{SessionEvent, SessionId};
 use crate::store::rules::{self, LeaseRow};
 use crate::store::{InboxEntry, StoreError, StoreResult};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 impl SqliteStore {
     pub(super) fn lease_row(
@@ -60,35 +60,21 @@ impl SqliteStore {
         conn: &Connection,
         session: &SessionId,
     ) -> StoreResult<Vec<InboxEntry>> {
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, seq, payload, state, claim_fence FROM inbox
-                 WHERE session_id = ?1 AND state != 'completed' ORDER BY seq",
-            )
-            .map_err(map_err)?;
-        let rows = stmt
-            .query_map(params![session.as_str()], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, Option<i64>>(4)?,
-                ))
-            })
-            .map_err(map_err)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, seq, payload, state, fence) = row.map_err(map_err)?;
-            out.push(InboxEntry {
-                id,
-                seq: seq as u64,
-                payload: rules::decode("inbox payload", &payload)?,
-                state: parse_state(&state)?,
-                claim_fence: fence.map(|f| f as u64),
-            });
-        }
-        Ok(out)
+        collect(
+            conn,
+            "SELECT id, seq, payload, state, claim_fence FROM inbox
+             WHERE session_id = ?1 AND state != 'completed' ORDER BY seq",
+            params![session.as_str()],
+            |r| {
+                Ok(InboxEntry {
+                    id: col(r, 0)?,
+                    seq: col::<i64>(r, 1)? as u64,
+                    payload: rules::decode("inbox payload", &col::<String>(r, 2)?)?,
+                    state: parse_state(&col::<String>(r, 3)?)?,
+                    claim_fence: col::<Option<i64>>(r, 4)?.map(|f| f as u64),
+                })
+            },
+        )
     }
 
     pub(super) fn insert_events(
@@ -107,4 +93,25 @@ impl SqliteStore {
         }
         Ok(())
     }
+}
+
+/// Reads one column, reporting a type mismatch as a store error.
+pub(super) fn col<T: rusqlite::types::FromSql>(row: &Row<'_>, i: usize) -> StoreResult<T> {
+    row.get(i).map_err(map_err)
+}
+
+/// Runs a query and maps every row.
+pub(super) fn collect<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    mut map: impl FnMut(&Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let mut rows = stmt.query(params).map_err(map_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        out.push(map(row)?);
+    }
+    Ok(out)
 }
