@@ -5,8 +5,12 @@
 use super::claim::{self, ClaimRecord, ClaimSource};
 use super::effect_loop::{self, Effects};
 use super::finalize::{self, FinalizeInput};
-use super::prepare::{self, Verdict};
-use super::{CancelToken, EngineError, Runtime, TurnCx, TurnRequest, TurnResult, commit};
+use super::prepare::{self, PrepareRecord, Verdict};
+use super::{
+    CancelToken, EngineError, Runtime, TurnCx, TurnRequest, TurnResult, commit, runtime_failure,
+};
+use crate::journal::JournalError;
+use crate::model::StopReason;
 use crate::journal::Journal;
 use crate::model::{TurnId, TurnOutcome, Usage};
 use crate::plugins::TurnPersisted;
@@ -108,9 +112,13 @@ async fn run_phases(
     mode: RunMode,
 ) -> Result<TurnResult, EngineError> {
     let rt = cx.rt;
-    let prep = prepare::run(cx, claim)
+    let prep = match prepare::run(cx, claim)
         .instrument(tracing::debug_span!("prepare"))
-        .await?;
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => rejected_prepare(e)?,
+    };
     let effects = match &prep.verdict {
         Verdict::Accepted => {
             effect_loop::run(cx, claim, &prep)
@@ -125,12 +133,32 @@ async fn run_phases(
         },
     };
     let may_switch = cx.frame < rt.config.max_frames;
-    let fin = finalize::run(cx, FinalizeInput::from_effects(claim, &effects, may_switch))
-        .instrument(tracing::debug_span!("finalize"))
-        .await?;
-    let receipt = commit::run(cx, claim, &fin, &effects.messages, effects.usage)
-        .instrument(tracing::debug_span!("commit"))
-        .await?;
+    // A cancellation surfaces once, at the next step; the turn still
+    // finalizes and commits, so each of those is tried again after it.
+    let mut fin = None;
+    for _ in 0..2 {
+        match finalize::run(cx, FinalizeInput::from_effects(claim, &effects, may_switch))
+            .instrument(tracing::debug_span!("finalize"))
+            .await
+        {
+            Err(JournalError::Cancelled) => continue,
+            other => fin = Some(other?),
+        }
+        break;
+    }
+    let fin = fin.ok_or(JournalError::Cancelled)?;
+    let mut receipt = None;
+    for _ in 0..2 {
+        match commit::run(cx, claim, &fin, &effects.messages, effects.usage)
+            .instrument(tracing::debug_span!("commit"))
+            .await
+        {
+            Err(JournalError::Cancelled) => continue,
+            other => receipt = Some(other?),
+        }
+        break;
+    }
+    let receipt = receipt.ok_or(JournalError::Cancelled)?;
     tracing::info!(
         version = receipt.version,
         replayed = receipt.replayed,
@@ -159,6 +187,24 @@ async fn run_phases(
         started_at_ms: claim.started_at_ms,
         duration_ms: fin.finished_at_ms.saturating_sub(claim.started_at_ms),
         frames: Vec::new(),
+    })
+}
+
+/// A prepare step that failed: cancelled, or a runtime failure the turn
+/// records and commits; anything else fails the turn.
+fn rejected_prepare(e: JournalError) -> Result<PrepareRecord, EngineError> {
+    let (reason, message) = match &e {
+        JournalError::Cancelled => (StopReason::Cancelled, "the turn was cancelled".to_string()),
+        _ => match runtime_failure(&e) {
+            Some(m) => (StopReason::RuntimeError, m),
+            None => return Err(e.into()),
+        },
+    };
+    Ok(PrepareRecord {
+        user_message: None,
+        verdict: Verdict::Rejected { reason, message },
+        system_prompt: String::new(),
+        context_start: 0,
     })
 }
 

@@ -12,7 +12,7 @@
 use super::claim::ClaimRecord;
 use super::context::assemble;
 use super::prepare::PrepareRecord;
-use super::{TurnCx, step_err};
+use super::{TurnCx, runtime_failure, step_err};
 use crate::hash::digest;
 use crate::journal::JournalError;
 use crate::llm::{FinishReason, ModelDirective, ModelRequest};
@@ -111,6 +111,13 @@ pub async fn run(
     })
 }
 
+fn runtime_error(e: &JournalError) -> TurnOutcome {
+    TurnOutcome::stopped(
+        StopReason::RuntimeError,
+        runtime_failure(e).unwrap_or_else(|| e.to_string()),
+    )
+}
+
 fn cancelled() -> TurnOutcome {
     TurnOutcome::stopped(StopReason::Cancelled, "the turn was cancelled")
 }
@@ -125,6 +132,7 @@ impl Loop<'_, '_> {
         for i in 0..max {
             let record = match self.model_step(i).await {
                 Err(JournalError::Cancelled) => return Ok(cancelled()),
+                Err(e) if runtime_failure(&e).is_some() => return Ok(runtime_error(&e)),
                 other => other?,
             };
             let (message, directive, finish_reason) = match record {
@@ -160,6 +168,10 @@ impl Loop<'_, '_> {
             for (n, (id, name, args)) in calls.iter().enumerate() {
                 let record = match self.tool_step(i, id, name, args).await {
                     Err(JournalError::Cancelled) => ToolRecord::Cancelled,
+                    Err(e) if runtime_failure(&e).is_some() => {
+                        self.push_result(id, "not run: runtime error", true);
+                        return Ok(self.skip_rest(&calls[n + 1..], runtime_error(&e)));
+                    }
                     other => other?,
                 };
                 let stop = match record {
@@ -185,12 +197,7 @@ impl Loop<'_, '_> {
                     }
                 };
                 if let Some(outcome) = stop {
-                    // Calls the turn will not run still get a result, so
-                    // history never holds a call without its answer.
-                    for (skipped, _, _) in &calls[n + 1..] {
-                        self.push_result(skipped, "not run: the turn ended first", true);
-                    }
-                    return Ok(outcome);
+                    return Ok(self.skip_rest(&calls[n + 1..], outcome));
                 }
             }
         }
@@ -198,6 +205,19 @@ impl Loop<'_, '_> {
             StopReason::MaxTurns,
             format!("no answer after {max} model calls"),
         ))
+    }
+
+    /// Calls the turn will not run still get a result, so history never
+    /// holds a call without its answer.
+    fn skip_rest(
+        &mut self,
+        rest: &[(String, String, serde_json::Value)],
+        outcome: TurnOutcome,
+    ) -> TurnOutcome {
+        for (skipped, _, _) in rest {
+            self.push_result(skipped, "not run: the turn ended first", true);
+        }
+        outcome
     }
 
     fn push_result(&mut self, call_id: &str, content: &str, is_error: bool) {

@@ -270,6 +270,24 @@ impl TurnCx<'_> {
     }
 }
 
+/// A terminal step failure that the turn can record as `RuntimeError` and
+/// still commit: anything but a lost lease (another owner runs the session)
+/// or a journal mismatch (this build cannot replay the turn).
+pub(crate) fn runtime_failure(e: &JournalError) -> Option<String> {
+    match e {
+        JournalError::Step(StepError::Terminal { code, message })
+            if code != "session_execution_lease_lost" =>
+        {
+            Some(format!("{code}: {message}"))
+        }
+        JournalError::Decode { step, message } => Some(format!("step '{step}': {message}")),
+        JournalError::Store(e) if !e.is_retryable() && !matches!(e, StoreError::LeaseLost { .. }) => {
+            Some(format!("{}: {e}", e.code()))
+        }
+        _ => None,
+    }
+}
+
 /// Maps a store error inside a step to a step error.
 pub(crate) fn step_err(e: StoreError) -> StepError {
     StepError::from(e)
