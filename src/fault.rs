@@ -42,6 +42,29 @@ pub fn point(when: &str, point: &str) {
     }
 }
 
+/// The environment variable naming a pause: `<ms>@<when>:<point>`, e.g.
+/// `2000@after:tool:0:call_0`. The process sleeps there once, leaving a
+/// window in which a test can kill the orchestrator or cancel the turn.
+pub const PAUSE_ENV: &str = "RATCHET_PAUSE";
+
+/// Sleeps once if `RATCHET_PAUSE` names `{when}:{point}`.
+pub async fn pause(when: &str, point: &str) {
+    static SPEC: OnceLock<Option<(u64, String)>> = OnceLock::new();
+    static FIRED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let spec = SPEC.get_or_init(|| {
+        let raw = std::env::var(PAUSE_ENV).ok()?;
+        let (ms, at) = raw.trim().split_once('@')?;
+        Some((ms.parse().ok()?, at.to_string()))
+    });
+    if let Some((ms, at)) = spec
+        && at.strip_prefix(when).and_then(|r| r.strip_prefix(':')) == Some(point)
+        && !FIRED.swap(true, std::sync::atomic::Ordering::SeqCst)
+    {
+        tracing::warn!(point = at.as_str(), ms, "pause point reached");
+        tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
+    }
+}
+
 /// An in-process switch that makes one named point fail once.
 #[derive(Clone, Debug, Default)]
 pub struct FaultSwitch(Arc<Mutex<Option<String>>>);

@@ -459,16 +459,31 @@ async fn a_recorded_turn_replays_and_a_changed_build_diverges_at_the_right_step(
 }
 
 #[tokio::test]
-async fn a_model_answer_too_large_to_record_stops_with_runtime_error_and_the_session_stays_usable() {
+async fn a_model_answer_too_large_to_record_stops_with_runtime_error_and_the_session_stays_usable()
+{
     let huge = "x".repeat(1_200_000);
     let s = json!({"turns": [[{"text": huge}], [{"text": "small"}]]});
     let rt = scripted_runtime(memory(), s);
     let store = rt.store.clone();
     let r = runner(rt);
-    let t = r.turn(&sid(), TurnInput::text("big"), &CancelToken::new()).await.unwrap();
-    assert_eq!(t.outcome.stop_reason(), Some(StopReason::RuntimeError), "{:?}", t.outcome);
+    let t = r
+        .turn(&sid(), TurnInput::text("big"), &CancelToken::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        t.outcome.stop_reason(),
+        Some(StopReason::RuntimeError),
+        "{:?}",
+        t.outcome
+    );
     assert!(format!("{:?}", t.outcome).contains("payload_too_large"));
-    assert!(store.inbox(&sid()).await.unwrap().is_empty(), "the input is consumed, not retried");
-    let next = r.turn(&sid(), TurnInput::text("again"), &CancelToken::new()).await.unwrap();
+    assert!(
+        store.inbox(&sid()).await.unwrap().is_empty(),
+        "the input is consumed, not retried"
+    );
+    let next = r
+        .turn(&sid(), TurnInput::text("again"), &CancelToken::new())
+        .await
+        .unwrap();
     assert_eq!(next.outcome.answer_text(), Some("small"));
 }

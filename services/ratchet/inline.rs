@@ -16,7 +16,7 @@ fn session(s: &str) -> Result<SessionId> {
 }
 
 fn runner(store: &StoreArgs) -> Result<InlineRunner> {
-    let rt = setup::runtime(setup::open_store(&store.db)?, &store.model)?;
+    let rt = setup::runtime(setup::open_store(store)?, &store.model)?;
     Ok(InlineRunner::new(rt, InlineRunner::process_owner()))
 }
 
@@ -94,7 +94,7 @@ pub async fn dispatch(command: Command) -> Result<()> {
             session: s,
             json,
         } => {
-            let st = setup::open_store(&store.db)?;
+            let st = setup::open_store(&store)?;
             let sid = session(&s)?;
             let head = st.head(&sid).await?;
             let messages = st.messages(&sid, head.version).await?;
@@ -106,14 +106,14 @@ pub async fn dispatch(command: Command) -> Result<()> {
             session: s,
             after,
         } => {
-            let st = setup::open_store(&store.db)?;
+            let st = setup::open_store(&store)?;
             for e in st.events_after(&session(&s)?, after, usize::MAX).await? {
                 println!("{}", serde_json::to_string(&e)?);
             }
             Ok(())
         }
         Command::Effects { store, session: s } => {
-            let st = setup::open_store(&store.db)?;
+            let st = setup::open_store(&store)?;
             let counts = st.effect_counts(&session(&s)?).await?;
             println!("{}", serde_json::to_string(&counts)?);
             Ok(())
@@ -144,9 +144,11 @@ pub async fn dispatch(command: Command) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&rec)?);
             Ok(())
         }
-        Command::Serve { store, listen } => {
-            crate::serve::serve(&store.db, &store.model, listen).await
-        }
+        Command::Serve {
+            store,
+            listen,
+            restate_admin,
+        } => crate::serve::serve(&store, listen, restate_admin).await,
         Command::Replay { store, recording } => {
             let text = std::fs::read_to_string(&recording)
                 .with_context(|| format!("cannot read {}", recording.display()))?;

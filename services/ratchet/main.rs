@@ -29,6 +29,10 @@ struct StoreArgs {
         env = "RATCHET_DB"
     )]
     db: PathBuf,
+    /// Store instead of `--db`: `sqlite:PATH`, or `memory` (ephemeral: the
+    /// durable tier refuses it).
+    #[arg(long, global = true, env = "RATCHET_STORE")]
+    store: Option<String>,
     /// Model: `demo` (offline rule-based stand-in), `scripted:FILE`, or
     /// `openai:MODEL` (key from OPENAI_API_KEY, base URL from OPENAI_BASE_URL).
     #[arg(long, global = true, default_value = "demo", env = "RATCHET_MODEL")]
@@ -139,6 +143,13 @@ enum Command {
         /// Address to listen on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:9080")]
         listen: std::net::SocketAddr,
+        /// Restate admin API, used by the `cancel` handler.
+        #[arg(
+            long,
+            default_value = "http://127.0.0.1:9070",
+            env = "RATCHET_RESTATE_ADMIN"
+        )]
+        restate_admin: String,
     },
     /// Replay a recorded turn against this build, every effect served from
     /// the recording; print `replay ok` or the first divergent step.

@@ -3,7 +3,8 @@
 //! does not set it, and replies spanning several writes then wait on the
 //! peer's delayed ACK).
 
-use anyhow::{Context, Result, bail};
+use crate::StoreArgs;
+use anyhow::{Context, Result};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ratchet::restate::Session;
 use ratchet::store::DurabilityTier;
@@ -12,13 +13,19 @@ use restate_sdk::hyper::HyperEndpoint;
 use std::net::SocketAddr;
 
 /// Serves the endpoint until SIGTERM or Ctrl-C.
-pub async fn serve(db: &std::path::Path, model: &str, listen: SocketAddr) -> Result<()> {
-    let store = crate::setup::open_store(db)?;
+pub async fn serve(args: &StoreArgs, listen: SocketAddr, restate_admin: String) -> Result<()> {
+    let store = crate::setup::open_store(args)?;
     if store.durability_tier() != DurabilityTier::Durable {
-        bail!("durable_store_required: the durable tier needs a durable store");
+        // Serve anyway: every handler refuses with durable_store_required,
+        // which tells the caller what is wrong where a crash loop would not.
+        tracing::error!(
+            backend = store.backend_name(),
+            "the durable tier needs a durable store; every turn will be refused"
+        );
     }
-    let rt = crate::setup::runtime(store, model)?;
-    let endpoint = Endpoint::builder().bind(Session::new(rt)).build();
+    let rt = crate::setup::runtime(store, &args.model)?;
+    let session = Session::new(rt).with_admin_url(restate_admin);
+    let endpoint = Endpoint::builder().bind(session).build();
     let service = HyperEndpoint::new(endpoint);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -1,11 +1,12 @@
 //! Building what commands need: logging, the store, the model, the runtime.
 
+use crate::StoreArgs;
 use anyhow::{Context, Result, bail};
 use ratchet::clock;
 use ratchet::engine::{EngineConfig, Runtime};
 use ratchet::llm::{DemoModel, ModelProvider, OpenAiClient, OpenAiConfig, ScriptedProvider};
 use ratchet::plugins::PluginSet;
-use ratchet::store::{SessionStore, SqliteStore};
+use ratchet::store::{MemoryStore, SessionStore, SqliteStore};
 use ratchet::tools::{ToolRegistry, builtin_registry};
 use std::path::Path;
 use std::sync::Arc;
@@ -21,8 +22,20 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// Opens the SQLite store, creating its directory when needed.
-pub fn open_store(path: &Path) -> Result<Arc<dyn SessionStore>> {
+/// Opens the store `--store` names, else the SQLite file `--db` names.
+pub fn open_store(args: &StoreArgs) -> Result<Arc<dyn SessionStore>> {
+    match args.store.as_deref() {
+        None => open_sqlite(&args.db),
+        Some("memory") => Ok(Arc::new(MemoryStore::new())),
+        Some(spec) => match spec.strip_prefix("sqlite:") {
+            Some(path) => open_sqlite(Path::new(path)),
+            None => bail!("unknown store '{spec}': use sqlite:PATH or memory"),
+        },
+    }
+}
+
+/// Opens a SQLite store, creating its directory when needed.
+fn open_sqlite(path: &Path) -> Result<Arc<dyn SessionStore>> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the store directory {}", dir.display()))?;

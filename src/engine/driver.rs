@@ -9,9 +9,9 @@ use super::prepare::{self, PrepareRecord, Verdict};
 use super::{
     CancelToken, EngineError, Runtime, TurnCx, TurnRequest, TurnResult, commit, runtime_failure,
 };
+use crate::journal::Journal;
 use crate::journal::JournalError;
 use crate::model::StopReason;
-use crate::journal::Journal;
 use crate::model::{TurnId, TurnOutcome, Usage};
 use crate::plugins::TurnPersisted;
 use crate::store::{Lease, SessionSettings};

@@ -266,6 +266,7 @@ impl TurnCx<'_> {
         fault::point("before", &name);
         let out = run_step(self.journal, self.turn, &name, input_hash, body).await?;
         fault::point("after", &name);
+        fault::pause("after", &name).await;
         Ok(out)
     }
 }
@@ -281,7 +282,9 @@ pub(crate) fn runtime_failure(e: &JournalError) -> Option<String> {
             Some(format!("{code}: {message}"))
         }
         JournalError::Decode { step, message } => Some(format!("step '{step}': {message}")),
-        JournalError::Store(e) if !e.is_retryable() && !matches!(e, StoreError::LeaseLost { .. }) => {
+        JournalError::Store(e)
+            if !e.is_retryable() && !matches!(e, StoreError::LeaseLost { .. }) =>
+        {
             Some(format!("{}: {e}", e.code()))
         }
         _ => None,

@@ -7,4 +7,4 @@ mod journal;
 mod session;
 
 pub use journal::RestateJournal;
-pub use session::{Session, SessionClient, SessionView, SubmitReply, TurnBody};
+pub use session::{CancelReply, Session, SessionClient, SessionView, SubmitReply, TurnBody};

@@ -36,6 +36,18 @@ pub struct SubmitReply {
     pub position: u64,
 }
 
+/// Reply of `cancel`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct CancelReply {
+    /// Whether a running turn was asked to stop.
+    pub cancelled: bool,
+    /// The invocation running the turn, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation_id: Option<String>,
+    /// What happened.
+    pub message: String,
+}
+
 /// Reply of `view`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct SessionView {
@@ -50,19 +62,35 @@ pub struct SessionView {
 /// The Restate virtual object running a session's turns.
 pub struct Session {
     rt: Runtime,
+    admin_url: String,
+    http: reqwest::Client,
 }
 
 impl Session {
     /// A session object over a runtime whose store must be durable.
     pub fn new(rt: Runtime) -> Self {
-        Session { rt }
+        Session {
+            rt,
+            admin_url: "http://127.0.0.1:9070".into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// The Restate admin API `cancel` uses (default `http://127.0.0.1:9070`).
+    pub fn with_admin_url(mut self, url: impl Into<String>) -> Self {
+        self.admin_url = url.into().trim_end_matches('/').to_string();
+        self
     }
 }
 
 fn terminal(e: EngineError) -> HandlerError {
     let code = e.code();
     let status = match code.as_str() {
-        "invalid_request" | "input_not_pending" | "durable_store_required" => 400,
+        "invalid_request" | "input_not_pending" | "durable_store_required" | "invalid_argument" => {
+            400
+        }
+        "unknown_session" => 404,
+        "payload_too_large" => 413,
         "journal_mismatch" => 500,
         "session_execution_lease_lost" => 409,
         _ => 500,
@@ -91,6 +119,48 @@ impl Session {
             }));
         }
         Ok(())
+    }
+
+    /// Finds the invocation holding the session's lease and cancels it
+    /// through the admin API.
+    async fn cancel_running(&self, sid: SessionId) -> HandlerResult<Json<CancelReply>> {
+        let reply = |cancelled, invocation_id: Option<String>, message: &str| {
+            Ok(Json(CancelReply {
+                cancelled,
+                invocation_id,
+                message: message.to_string(),
+            }))
+        };
+        let lease = match self.rt.store.current_lease(&sid).await {
+            Ok(l) => l,
+            Err(crate::store::StoreError::UnknownSession(_)) => None,
+            Err(e) => return Err(store_err(e)),
+        };
+        let Some(lease) = lease else {
+            return reply(false, None, "no turn is running");
+        };
+        if !lease.owner.starts_with("inv_") {
+            return reply(false, None, "the running turn is not a Restate invocation");
+        }
+        let url = format!("{}/invocations/{}/cancel", self.admin_url, lease.owner);
+        let resp =
+            self.http.patch(&url).send().await.map_err(|e| {
+                HandlerError::from(format!("cannot reach the Restate admin API: {e}"))
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            reply(true, Some(lease.owner), "cancellation requested")
+        } else if status.as_u16() == 404 {
+            reply(
+                false,
+                Some(lease.owner),
+                "the invocation is no longer running",
+            )
+        } else {
+            Err(HandlerError::from(format!(
+                "the Restate admin API answered {status} to cancel"
+            )))
+        }
     }
 
     async fn run(
@@ -129,12 +199,26 @@ fn input_id_of(input: &TurnInput, derived: impl FnOnce() -> String) -> String {
 }
 
 /// The body of the `enqueue` step that `turn` and `submit` begin with.
+/// An input over the size limit is refused here, before anything is stored.
 async fn enqueue(
     store: Arc<dyn SessionStore>,
     sid: SessionId,
     mut input: TurnInput,
     input_id: String,
+    max_input_bytes: usize,
 ) -> HandlerResult<Json<SubmitReply>> {
+    let size = serde_json::to_vec(&input)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > max_input_bytes {
+        return Err(TerminalError::new_with_code(
+            413,
+            format!(
+                "payload_too_large: input is {size} bytes, over the limit of {max_input_bytes}"
+            ),
+        )
+        .into());
+    }
     input.input_id = Some(input_id.clone());
     let entry = NewInboxEntry {
         id: input_id,
@@ -168,7 +252,10 @@ impl Session {
         let trace = input.trace_turn_id.clone();
         let input_id = input_id_of(&input, || ctx.rand_uuid().to_string());
         let reply = ctx
-            .run(|| enqueue(self.rt.store.clone(), sid.clone(), input, input_id))
+            .run(|| {
+                let max = self.rt.config.max_input_bytes;
+                enqueue(self.rt.store.clone(), sid.clone(), input, input_id, max)
+            })
             .name("enqueue")
             .await?
             .into_inner();
@@ -189,7 +276,10 @@ impl Session {
         let TurnBody { input } = body.into_inner();
         let input_id = input_id_of(&input, || ctx.rand_uuid().to_string());
         let reply = ctx
-            .run(|| enqueue(self.rt.store.clone(), sid.clone(), input, input_id))
+            .run(|| {
+                let max = self.rt.config.max_input_bytes;
+                enqueue(self.rt.store.clone(), sid.clone(), input, input_id, max)
+            })
             .name("enqueue")
             .await?
             .into_inner();
@@ -239,6 +329,21 @@ impl Session {
             ctx.object_client::<SessionClient>(ctx.key()).drain().send();
         }
         Ok(Json(Some(result)))
+    }
+
+    /// Asks the running turn to stop: it commits `Stopped(Cancelled)`, keeps
+    /// the tool results it has, releases its lease, and the session goes on.
+    #[handler]
+    async fn cancel(
+        &self,
+        ctx: SharedObjectContext<'_>,
+    ) -> Result<Json<CancelReply>, HandlerError> {
+        let sid = session_id(ctx.key())?;
+        let reply = ctx
+            .run(|| self.cancel_running(sid.clone()))
+            .name("cancel")
+            .await?;
+        Ok(reply)
     }
 
     /// The session's head, recent messages and pending inputs.

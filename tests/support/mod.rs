@@ -1,6 +1,8 @@
 //! Shared fixtures for integration tests.
 #![allow(dead_code)]
 
+pub mod restate;
+
 use async_trait::async_trait;
 use ratchet::store::conformance::StoreFactory;
 use ratchet::store::rules::StoreOptions;
