@@ -82,7 +82,7 @@ async fn wait_for_version(rig: &Rig, session: &str, version: u64, timeout: Durat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_durable_turn_runs_end_to_end_and_writes_no_checkpoints() {
-    let _g = e2e_lock();
+    let _g = e2e_lock().await;
     let rig = Rig::start(&[]).await;
     let (status, turn) = rig
         .server
@@ -119,7 +119,7 @@ async fn a_durable_turn_runs_end_to_end_and_writes_no_checkpoints() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
-    let _g = e2e_lock();
+    let _g = e2e_lock().await;
     let rig = Rig::start(&[]).await;
     let (status, _) = rig
         .server
@@ -158,7 +158,7 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_durable_tier_refuses_an_in_memory_store() {
-    let _g = e2e_lock();
+    let _g = e2e_lock().await;
     let dir = tempfile::tempdir().unwrap();
     let server = RestateServer::start();
     let service = Service::start("memory", &server.admin, dir.path(), &[]);
@@ -174,7 +174,7 @@ async fn the_durable_tier_refuses_an_in_memory_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_submits_with_duplicates_run_once_each_in_fifo_order() {
-    let _g = e2e_lock();
+    let _g = e2e_lock().await;
     let rig = Rig::start(&[]).await;
     let unique = 35;
     let mut calls = Vec::new();
@@ -233,7 +233,7 @@ const THREE_TOOLS: &str = "What is 17*23+4? Also remember milk";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_killed_between_tool_steps_recovers_with_no_tool_run_twice() {
-    let _g = e2e_lock();
+    let _g = e2e_lock().await;
     let mut rig = Rig::start(&[]).await;
     let (status, _) = rig
         .server
@@ -273,7 +273,7 @@ async fn a_service_killed_between_tool_steps_recovers_with_no_tool_run_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restate_server_killed_mid_turn_recovers_with_no_tool_run_twice() {
-    let _g = e2e_lock();
+    let _g = e2e_lock().await;
     let mut rig = Rig::start(&[]).await;
     let (status, _) = rig
         .server
@@ -314,7 +314,7 @@ async fn restate_server_killed_mid_turn_recovers_with_no_tool_run_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_mid_turn_commits_cancelled_and_a_new_turn_succeeds() {
-    let _g = e2e_lock();
+    let _g = e2e_lock().await;
     let rig = Rig::start(&[("RATCHET_PAUSE", "3000@after:tool:0:call_0")]).await;
     let inv = rig
         .server

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 /// Serializes end-to-end tests: each starts a restate-server, and two of
 /// them on two cores only make both slow.
-pub static E2E_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static E2E_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Takes the end-to-end lock (a failed test does not poison it for others).
-pub fn e2e_lock() -> std::sync::MutexGuard<'static, ()> {
-    E2E_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+pub async fn e2e_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    E2E_LOCK.lock().await
 }
 
 fn free_port() -> u16 {
