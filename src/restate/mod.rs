@@ -4,6 +4,7 @@
 //! `ratchet serve`.
 
 mod journal;
+pub mod schemas;
 mod session;
 
 pub use journal::RestateJournal;
