@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod engine;
 pub mod fault;
+pub mod harness;
 pub mod hash;
 pub mod journal;
 pub mod llm;

@@ -8,7 +8,7 @@ use ratchet::store::{SessionStore, SqliteStore};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::restate::{RestateServer, Service, e2e_lock};
+use support::restate::{RestateServer, Service, e2e_lock, ratchet_bin};
 
 struct Rig {
     server: RestateServer,
@@ -19,10 +19,11 @@ struct Rig {
 impl Rig {
     async fn start(env: &[(&str, &str)]) -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let server = RestateServer::start();
+        let server = RestateServer::start().expect("restate-server");
         let store = format!("sqlite:{}", dir.path().join("ratchet.db").display());
-        let service = Service::start(&store, &server.admin, dir.path(), env);
-        server.register(&service.uri()).await;
+        let service = Service::start(&ratchet_bin(), &store, &server.admin, dir.path(), env)
+            .expect("ratchet serve");
+        server.register(&service.uri()).await.expect("register");
         Rig {
             server,
             service,
@@ -91,7 +92,8 @@ async fn a_durable_turn_runs_end_to_end_and_writes_no_checkpoints() {
             "turn",
             &turn_body("What is 17*23+4? Also remember milk", "in-1"),
         )
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status, 200, "{turn}\n{}", rig.diagnostics());
     assert_eq!(turn["outcome"]["status"], "finished");
     assert!(turn["outcome"]["text"].as_str().unwrap().contains("395"));
@@ -100,9 +102,10 @@ async fn a_durable_turn_runs_end_to_end_and_writes_no_checkpoints() {
     let (status, _) = rig
         .server
         .call("s1", "submit", &turn_body("What is 17*23+4?", "in-1"))
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status, 200);
-    let (status, view) = rig.server.call("s1", "view", &json!(null)).await;
+    let (status, view) = rig.server.call("s1", "view", &json!(null)).await.unwrap();
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["head"]["version"], 1);
     assert_eq!(view["recent_messages"].as_array().unwrap().len(), 5);
@@ -124,7 +127,8 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
     let (status, _) = rig
         .server
         .call("s1", "turn", &turn_body("hello", "in-1"))
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     let before = committed(&rig.db(), "s1").await;
     let url = format!("{}/Session/s1/turn", rig.server.ingress);
@@ -147,10 +151,10 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
         turn_body(&"x".repeat(70 * 1024), "in-big"),
     ];
     for body in cases {
-        let (status, reply) = rig.server.call("s1", "turn", &body).await;
+        let (status, reply) = rig.server.call("s1", "turn", &body).await.unwrap();
         assert!((400..500).contains(&status), "{status} {reply}");
     }
-    let (status, reply) = rig.server.call("", "view", &json!(null)).await;
+    let (status, reply) = rig.server.call("", "view", &json!(null)).await.unwrap();
     assert!((400..500).contains(&status), "{status} {reply}");
     assert_eq!(committed(&rig.db(), "s1").await, before);
     assert!(rig.store().inbox(&sid("s1")).await.unwrap().is_empty());
@@ -160,10 +164,14 @@ async fn bad_requests_get_a_clear_4xx_and_change_nothing() {
 async fn the_durable_tier_refuses_an_in_memory_store() {
     let _g = e2e_lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let server = RestateServer::start();
-    let service = Service::start("memory", &server.admin, dir.path(), &[]);
-    server.register(&service.uri()).await;
-    let (status, reply) = server.call("s1", "turn", &turn_body("hello", "in-1")).await;
+    let server = RestateServer::start().expect("restate-server");
+    let service = Service::start(&ratchet_bin(), "memory", &server.admin, dir.path(), &[])
+        .expect("ratchet serve");
+    server.register(&service.uri()).await.expect("register");
+    let (status, reply) = server
+        .call("s1", "turn", &turn_body("hello", "in-1"))
+        .await
+        .unwrap();
     assert_eq!(status, 400, "{reply}");
     assert!(
         reply.to_string().contains("durable_store_required"),
@@ -183,7 +191,9 @@ async fn fifty_concurrent_submits_with_duplicates_run_once_each_in_fifo_order() 
         let body = turn_body(&format!("hello number {}", i % unique), &id);
         let ingress = rig.server.ingress.clone();
         calls.push(tokio::spawn(async move {
-            support::restate::post(&format!("{ingress}/Session/fifo/submit"), &body).await
+            support::restate::post(&format!("{ingress}/Session/fifo/submit"), &body)
+                .await
+                .unwrap()
         }));
     }
     let mut duplicates = 0;
@@ -238,15 +248,18 @@ async fn a_service_killed_between_tool_steps_recovers_with_no_tool_run_twice() {
     let (status, _) = rig
         .server
         .call("reference", "turn", &turn_body(THREE_TOOLS, "in-1"))
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     // Kill the service right after the first tool step is recorded.
     rig.service
-        .restart(&[("RATCHET_FAULT", "after:tool:0:call_0")]);
+        .restart(&[("RATCHET_FAULT", "after:tool:0:call_0")])
+        .unwrap();
     let inv = rig
         .server
         .send("crashed", "turn", &turn_body(THREE_TOOLS, "in-1"))
-        .await;
+        .await
+        .unwrap();
     assert!(
         rig.service.wait_exit(Duration::from_secs(30)),
         "fault point never reached\n{}",
@@ -255,8 +268,8 @@ async fn a_service_killed_between_tool_steps_recovers_with_no_tool_run_twice() {
     let before = rig.store().effect_counts(&sid("crashed")).await.unwrap();
     assert_eq!(before.get("tool:turn-in-1:call_0"), Some(&1));
     assert_eq!(before.get("tool:turn-in-1:call_1"), None);
-    rig.service.restart(&[]);
-    let (status, result) = rig.server.attach(&inv).await;
+    rig.service.restart(&[]).unwrap();
+    let (status, result) = rig.server.attach(&inv).await.unwrap();
     assert_eq!(status, 200, "{result}\n{}", rig.diagnostics());
     assert_eq!(result["outcome"]["status"], "finished");
     let after = rig.store().effect_counts(&sid("crashed")).await.unwrap();
@@ -278,14 +291,17 @@ async fn restate_server_killed_mid_turn_recovers_with_no_tool_run_twice() {
     let (status, _) = rig
         .server
         .call("reference", "turn", &turn_body(THREE_TOOLS, "in-1"))
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status, 200);
     rig.service
-        .restart(&[("RATCHET_PAUSE", "3000@after:tool:0:call_0")]);
+        .restart(&[("RATCHET_PAUSE", "3000@after:tool:0:call_0")])
+        .unwrap();
     let inv = rig
         .server
         .send("crashed", "turn", &turn_body(THREE_TOOLS, "in-1"))
-        .await;
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !rig.service.log().contains("pause point reached") {
         assert!(
@@ -296,8 +312,8 @@ async fn restate_server_killed_mid_turn_recovers_with_no_tool_run_twice() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     rig.server.kill9();
-    rig.server.restart();
-    let (status, result) = rig.server.attach(&inv).await;
+    rig.server.restart().unwrap();
+    let (status, result) = rig.server.attach(&inv).await.unwrap();
     assert_eq!(status, 200, "{result}\n{}", rig.diagnostics());
     assert_eq!(result["outcome"]["status"], "finished");
     let after = rig.store().effect_counts(&sid("crashed")).await.unwrap();
@@ -319,7 +335,8 @@ async fn cancel_mid_turn_commits_cancelled_and_a_new_turn_succeeds() {
     let inv = rig
         .server
         .send("s1", "turn", &turn_body(THREE_TOOLS, "in-1"))
-        .await;
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !rig.service.log().contains("pause point reached") {
         assert!(
@@ -329,11 +346,11 @@ async fn cancel_mid_turn_commits_cancelled_and_a_new_turn_succeeds() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (status, reply) = rig.server.call("s1", "cancel", &json!(null)).await;
+    let (status, reply) = rig.server.call("s1", "cancel", &json!(null)).await.unwrap();
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["cancelled"], true, "{reply}");
     assert_eq!(reply["invocation_id"], inv.as_str());
-    let (status, result) = rig.server.attach(&inv).await;
+    let (status, result) = rig.server.attach(&inv).await.unwrap();
     assert_eq!(status, 200, "{result}\n{}", rig.diagnostics());
     assert_eq!(result["outcome"]["status"], "stopped", "{result}");
     assert_eq!(result["outcome"]["reason"], "cancelled", "{result}");
@@ -357,10 +374,11 @@ async fn cancel_mid_turn_commits_cancelled_and_a_new_turn_succeeds() {
     let (status, next) = rig
         .server
         .call("s1", "turn", &turn_body("What is 1+1?", "in-2"))
-        .await;
+        .await
+        .unwrap();
     assert_eq!(status, 200, "{next}");
     assert_eq!(next["outcome"]["status"], "finished");
     assert_eq!(next["turn_index"], 1);
-    let (_, none) = rig.server.call("s1", "cancel", &json!(null)).await;
+    let (_, none) = rig.server.call("s1", "cancel", &json!(null)).await.unwrap();
     assert_eq!(none["cancelled"], false);
 }
