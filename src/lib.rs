@@ -17,3 +17,4 @@ pub mod plugins;
 pub mod restate;
 pub mod store;
 pub mod tools;
+pub mod chaos;

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use ratchet::engine::CancelToken;
 use ratchet::engine::inline::{InlineRunner, ReplayReport, replay};
 use ratchet::journal::Recording;
+use ratchet::restate::admin;
 use ratchet::model::{SessionId, TurnId, TurnInput};
 use ratchet::store::MemoryStore;
 use std::sync::Arc;
@@ -138,22 +139,41 @@ pub async fn dispatch(command: Command) -> Result<()> {
             store,
             session: s,
             turn,
+            journal,
         } => {
-            let r = runner(&store)?;
-            let rec = r.recording(&session(&s)?, &TurnId::new(turn)?).await?;
+            let rec = match (journal.invocation, s, turn) {
+                (Some(inv), _, _) => admin::recording(&journal.admin, &inv).await?,
+                (None, Some(s), Some(turn)) => {
+                    runner(&store)?
+                        .recording(&session(&s)?, &TurnId::new(turn)?)
+                        .await?
+                }
+                _ => bail!("name a turn: --invocation ID, or --session S --turn T"),
+            };
             println!("{}", serde_json::to_string_pretty(&rec)?);
             Ok(())
         }
+        Command::Chaos { quick, scenario } => crate::chaos::run(quick, scenario).await,
         Command::Serve {
             store,
             listen,
             restate_admin,
         } => crate::serve::serve(&store, listen, restate_admin).await,
-        Command::Replay { store, recording } => {
-            let text = std::fs::read_to_string(&recording)
-                .with_context(|| format!("cannot read {}", recording.display()))?;
-            let rec: Recording = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a ratchet recording", recording.display()))?;
+        Command::Replay {
+            store,
+            recording,
+            journal,
+        } => {
+            let rec: Recording = match (journal.invocation, recording) {
+                (Some(inv), _) => admin::recording(&journal.admin, &inv).await?,
+                (None, Some(file)) => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not a ratchet recording", file.display()))?
+                }
+                (None, None) => bail!("name a recording: --recording FILE or --invocation ID"),
+            };
             let rt = setup::runtime(Arc::new(MemoryStore::new()), &store.model)?;
             match replay(&rt, &rec).await? {
                 ReplayReport::Ok { steps } => {

@@ -1,6 +1,7 @@
 //! The `ratchet` binary: the inline-tier CLI (turn, submit, drain, history,
 //! events, resume, export, replay) and the Restate endpoint (`serve`).
 
+mod chaos;
 mod inline;
 mod output;
 mod serve;
@@ -37,6 +38,17 @@ struct StoreArgs {
     /// `openai:MODEL` (key from OPENAI_API_KEY, base URL from OPENAI_BASE_URL).
     #[arg(long, global = true, default_value = "demo", env = "RATCHET_MODEL")]
     model: String,
+}
+
+/// Where a durable turn's journal is read from.
+#[derive(clap::Args, Clone)]
+struct JournalArgs {
+    /// A Restate invocation id: read the turn from its journal.
+    #[arg(long)]
+    invocation: Option<String>,
+    /// The Restate admin API.
+    #[arg(long, default_value = "http://127.0.0.1:9070", env = "RATCHET_RESTATE_ADMIN")]
+    admin: String,
 }
 
 #[derive(Subcommand)]
@@ -125,16 +137,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write an inline turn's recording (from its checkpoints) to stdout.
+    /// Write a turn's recording to stdout: an inline turn from its
+    /// checkpoints (`--session`, `--turn`), or a durable turn from Restate's
+    /// journal (`--invocation`).
     Export {
         #[command(flatten)]
         store: StoreArgs,
-        /// The session.
+        /// The session (inline turn).
+        #[arg(long, requires = "turn", conflicts_with = "invocation")]
+        session: Option<String>,
+        /// The (root) turn id (inline turn).
+        #[arg(long, requires = "session")]
+        turn: Option<String>,
+        #[command(flatten)]
+        journal: JournalArgs,
+    },
+    /// Run the crash matrix on a real restate-server: every fault point of
+    /// every scenario, checked against a crash-free run.
+    Chaos {
+        /// A subset that fits in a few minutes (what CI runs).
         #[arg(long)]
-        session: String,
-        /// The (root) turn id.
+        quick: bool,
+        /// Only this scenario (plain, tools, frame).
         #[arg(long)]
-        turn: String,
+        scenario: Option<String>,
     },
     /// Serve the Restate endpoint (the `Session` virtual object).
     Serve {
@@ -157,8 +183,10 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
         /// The recording file.
-        #[arg(long)]
-        recording: PathBuf,
+        #[arg(long, required_unless_present = "invocation", conflicts_with = "invocation")]
+        recording: Option<PathBuf>,
+        #[command(flatten)]
+        journal: JournalArgs,
     },
 }
 

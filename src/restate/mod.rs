@@ -4,6 +4,7 @@
 //! `ratchet serve`.
 
 mod journal;
+pub mod admin;
 pub mod schemas;
 mod session;
 
