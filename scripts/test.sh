@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Builds ratchet and runs every test: unit, store conformance, engine,
-# and the end-to-end tests against a real restate-server.
+# Builds ratchet and runs every test: unit, store conformance, engine, CLI,
+# the end-to-end tests against a real restate-server, the replay corpus on a
+# build whose step order changed, and the quick crash matrix.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ -x scripts/install-restate.sh ]; then
-  scripts/install-restate.sh
-fi
+scripts/install-restate.sh
 
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "== cargo test"
 cargo test --no-fail-fast "$@"
+echo "== replay corpus against a build with reordered steps (must diverge at the named step)"
+cargo test --quiet --features reorder-steps --test replay_corpus
+echo "== crash matrix (quick)"
+cargo build --quiet --bin ratchet
+"${CARGO_TARGET_DIR:-target}/debug/ratchet" chaos --quick

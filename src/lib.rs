@@ -5,6 +5,7 @@
 //! journal step: in-process on SQLite (the inline tier) or a journaled
 //! Restate step (the durable tier). See `shared/DESIGN.md`.
 
+pub mod chaos;
 pub mod clock;
 pub mod engine;
 pub mod fault;
@@ -17,4 +18,3 @@ pub mod plugins;
 pub mod restate;
 pub mod store;
 pub mod tools;
-pub mod chaos;

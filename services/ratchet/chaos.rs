@@ -23,14 +23,21 @@ pub async fn run(quick: bool, scenario: Option<String>) -> Result<()> {
             None => "pass".to_string(),
             Some(f) => format!("FAIL: {f}"),
         };
-        println!("{:<10} {:<8} {:<42} {result}", r.scenario, victim, r.point.spec);
+        println!(
+            "{:<10} {:<8} {:<42} {result}",
+            r.scenario, victim, r.point.spec
+        );
     }
     println!(
         "{}",
         serde_json::json!({"points": report.points(), "passed": report.passed(), "failed": report.failed()})
     );
     if report.failed() > 0 {
-        bail!("{} of {} fault points failed", report.failed(), report.points());
+        bail!(
+            "{} of {} fault points failed",
+            report.failed(),
+            report.points()
+        );
     }
     Ok(())
 }

@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use ratchet::engine::CancelToken;
 use ratchet::engine::inline::{InlineRunner, ReplayReport, replay};
 use ratchet::journal::Recording;
-use ratchet::restate::admin;
 use ratchet::model::{SessionId, TurnId, TurnInput};
+use ratchet::restate::admin;
 use ratchet::store::MemoryStore;
 use std::sync::Arc;
 

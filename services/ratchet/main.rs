@@ -47,7 +47,11 @@ struct JournalArgs {
     #[arg(long)]
     invocation: Option<String>,
     /// The Restate admin API.
-    #[arg(long, default_value = "http://127.0.0.1:9070", env = "RATCHET_RESTATE_ADMIN")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:9070",
+        env = "RATCHET_RESTATE_ADMIN"
+    )]
     admin: String,
 }
 
@@ -183,7 +187,11 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
         /// The recording file.
-        #[arg(long, required_unless_present = "invocation", conflicts_with = "invocation")]
+        #[arg(
+            long,
+            required_unless_present = "invocation",
+            conflicts_with = "invocation"
+        )]
         recording: Option<PathBuf>,
         #[command(flatten)]
         journal: JournalArgs,

@@ -14,7 +14,10 @@ pub async fn snapshot(store: &dyn SessionStore, session: &SessionId) -> Result<V
     let head = store.head(session).await.map_err(e)?;
     let messages = store.messages(session, head.version).await.map_err(e)?;
     let turns = store.turns(session).await.map_err(e)?;
-    let events = store.events_after(session, 0, usize::MAX).await.map_err(e)?;
+    let events = store
+        .events_after(session, 0, usize::MAX)
+        .await
+        .map_err(e)?;
     let v = json!({
         "version": head.version,
         "usage": head.usage,
@@ -44,7 +47,13 @@ fn mask_times(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let fits = b.len() - i >= pattern.len()
-            && pattern.bytes().zip(&b[i..]).all(|(p, c)| if p == b'd' { c.is_ascii_digit() } else { p == *c });
+            && pattern.bytes().zip(&b[i..]).all(|(p, c)| {
+                if p == b'd' {
+                    c.is_ascii_digit()
+                } else {
+                    p == *c
+                }
+            });
         if fits {
             out.push_str("<time>");
             i += pattern.len();
@@ -63,14 +72,25 @@ pub fn first_difference(expected: &Value, actual: &Value, path: &str) -> Option<
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
             keys.into_iter().find_map(|k| {
-                first_difference(a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), &format!("{path}.{k}"))
+                first_difference(
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                    &format!("{path}.{k}"),
+                )
             })
         }
         (Value::Array(a), Value::Array(b)) => {
             if a.len() != b.len() {
-                return Some(format!("{path}: expected {} items, found {}", a.len(), b.len()));
+                return Some(format!(
+                    "{path}: expected {} items, found {}",
+                    a.len(),
+                    b.len()
+                ));
             }
-            a.iter().zip(b).enumerate().find_map(|(i, (x, y))| first_difference(x, y, &format!("{path}[{i}]")))
+            a.iter()
+                .zip(b)
+                .enumerate()
+                .find_map(|(i, (x, y))| first_difference(x, y, &format!("{path}[{i}]")))
         }
         (a, b) if a != b => Some(format!("{path}: expected {}, found {}", short(a), short(b))),
         _ => None,
@@ -79,7 +99,11 @@ pub fn first_difference(expected: &Value, actual: &Value, path: &str) -> Option<
 
 fn short(v: &Value) -> String {
     let s = v.to_string();
-    if s.chars().count() > 80 { format!("{}…", s.chars().take(80).collect::<String>()) } else { s }
+    if s.chars().count() > 80 {
+        format!("{}…", s.chars().take(80).collect::<String>())
+    } else {
+        s
+    }
 }
 
 /// The effect-ledger key of a step (`None` for steps without an effect).
@@ -107,7 +131,11 @@ pub fn check_effects(
 ) -> Result<(), String> {
     for key in reference.keys() {
         let n = actual.get(key).copied().unwrap_or(0);
-        let max = if Some(key.as_str()) == in_flight { 2 } else { 1 };
+        let max = if Some(key.as_str()) == in_flight {
+            2
+        } else {
+            1
+        };
         if n == 0 || n > max {
             return Err(format!("effect {key} ran {n} times (allowed 1..={max})"));
         }
@@ -128,7 +156,10 @@ pub async fn check_clean(store: &dyn SessionStore, session: &SessionId) -> Resul
     if let Some(entry) = inbox.first() {
         return Err(format!("input {} left {:?}", entry.id, entry.state));
     }
-    let events = store.events_after(session, 0, usize::MAX).await.map_err(e)?;
+    let events = store
+        .events_after(session, 0, usize::MAX)
+        .await
+        .map_err(e)?;
     let mut seen = HashSet::new();
     if let Some(dup) = events.iter().find(|ev| !seen.insert(ev.event.id.clone())) {
         return Err(format!("event {} appears twice", dup.event.id));
@@ -146,13 +177,19 @@ mod tests {
         let a = json!({"m": [1, {"t": "x"}]});
         let b = json!({"m": [1, {"t": "y"}]});
         assert_eq!(first_difference(&a, &a, "$"), None);
-        assert_eq!(first_difference(&a, &b, "$").unwrap(), "$.m[1].t: expected \"x\", found \"y\"");
+        assert_eq!(
+            first_difference(&a, &b, "$").unwrap(),
+            "$.m[1].t: expected \"x\", found \"y\""
+        );
     }
 
     #[test]
     fn effect_keys_follow_the_ledger_naming() {
         assert_eq!(effect_key("t", "model:1").as_deref(), Some("model:t:1"));
-        assert_eq!(effect_key("t", "tool:0:call_2").as_deref(), Some("tool:t:call_2"));
+        assert_eq!(
+            effect_key("t", "tool:0:call_2").as_deref(),
+            Some("tool:t:call_2")
+        );
         assert_eq!(
             effect_key("t", "agent-frame:1:tool:0:call_0").as_deref(),
             Some("tool:t:agent-frame:1:call_0")
@@ -166,7 +203,11 @@ mod tests {
         let twice_b: BTreeMap<String, u64> = [("a".to_string(), 1), ("b".to_string(), 2)].into();
         assert!(check_effects(&reference, &reference, None).is_ok());
         assert!(check_effects(&reference, &twice_b, Some("b")).is_ok());
-        assert!(check_effects(&reference, &twice_b, Some("a")).unwrap_err().contains("b ran 2 times"));
+        assert!(
+            check_effects(&reference, &twice_b, Some("a"))
+                .unwrap_err()
+                .contains("b ran 2 times")
+        );
         let missing: BTreeMap<String, u64> = [("a".to_string(), 1)].into();
         assert!(check_effects(&reference, &missing, None).is_err());
     }

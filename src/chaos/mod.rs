@@ -102,7 +102,10 @@ pub fn plan(steps: &[String], quick: bool) -> Vec<Point> {
         if let Some(t) = first_tool {
             points.push(at("after", t, Victim::Service));
         }
-        if let Some(f) = steps.iter().find(|s| s.starts_with("agent-frame:") && s.ends_with(":claim")) {
+        if let Some(f) = steps
+            .iter()
+            .find(|s| s.starts_with("agent-frame:") && s.ends_with(":claim"))
+        {
             points.push(at("before", f, Victim::Service));
         }
         points.push(at("before", "commit", Victim::Service));
@@ -123,7 +126,11 @@ pub fn plan(steps: &[String], quick: bool) -> Vec<Point> {
         step: None,
         victim: Victim::Service,
     }));
-    for step in ["prepare", "model:0"].iter().map(|s| s.to_string()).chain(first_tool.cloned()) {
+    for step in ["prepare", "model:0"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(first_tool.cloned())
+    {
         points.push(at("after", &step, Victim::Restate));
     }
     points
@@ -158,15 +165,24 @@ impl Rig {
         SqliteStore::open(&self.db).map_err(harness_err)
     }
 
-    async fn reference(&mut self, s: &Scenario, model: &[(&str, &str)]) -> HarnessResult<Reference> {
+    async fn reference(
+        &mut self,
+        s: &Scenario,
+        model: &[(&str, &str)],
+    ) -> HarnessResult<Reference> {
         self.service.restart(model)?;
         let session = format!("{}-ref", s.name);
         let inv = self.server.send(&session, "turn", &body(s)).await?;
         let (status, reply) = self.server.attach(&inv).await?;
         if status != 200 {
-            return Err(harness_err(format!("reference run of {} failed: {status} {reply}", s.name)));
+            return Err(harness_err(format!(
+                "reference run of {} failed: {status} {reply}",
+                s.name
+            )));
         }
-        let steps = admin::step_names(&self.server.admin, &inv).await.map_err(harness_err)?;
+        let steps = admin::step_names(&self.server.admin, &inv)
+            .await
+            .map_err(harness_err)?;
         let store = self.store()?;
         let sid = SessionId::new(&session).map_err(harness_err)?;
         Ok(Reference {
@@ -176,13 +192,23 @@ impl Rig {
         })
     }
 
-    async fn crash_at(&mut self, s: &Scenario, session: &str, point: &Point, model: &[(&str, &str)]) -> Result<(), String> {
+    async fn crash_at(
+        &mut self,
+        s: &Scenario,
+        session: &str,
+        point: &Point,
+        model: &[(&str, &str)],
+    ) -> Result<(), String> {
         let inv = match point.victim {
             Victim::Service => {
                 let mut env = model.to_vec();
                 env.push(("RATCHET_FAULT", &point.spec));
                 self.service.restart(&env).map_err(|e| e.to_string())?;
-                let inv = self.server.send(session, "turn", &body(s)).await.map_err(|e| e.to_string())?;
+                let inv = self
+                    .server
+                    .send(session, "turn", &body(s))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let died = self.service.wait_exit(Duration::from_secs(20));
                 self.service.restart(model).map_err(|e| e.to_string())?;
                 if !died {
@@ -197,7 +223,11 @@ impl Rig {
                 self.service.restart(&env).map_err(|e| e.to_string())?;
                 let paused = || self.service.log().matches("pause point reached").count();
                 let before = paused();
-                let inv = self.server.send(session, "turn", &body(s)).await.map_err(|e| e.to_string())?;
+                let inv = self
+                    .server
+                    .send(session, "turn", &body(s))
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let deadline = Instant::now() + Duration::from_secs(20);
                 while paused() <= before {
                     if Instant::now() > deadline {
@@ -217,7 +247,12 @@ impl Rig {
         Ok(())
     }
 
-    async fn verify(&self, session: &str, point: &Point, reference: &Reference) -> Result<(), String> {
+    async fn verify(
+        &self,
+        session: &str,
+        point: &Point,
+        reference: &Reference,
+    ) -> Result<(), String> {
         let store = self.store().map_err(|e| e.to_string())?;
         let sid = SessionId::new(session).map_err(|e| e.to_string())?;
         let snap = check::snapshot(&store, &sid).await?;
@@ -225,7 +260,10 @@ impl Rig {
             return Err(diff);
         }
         let effects = store.effect_counts(&sid).await.map_err(|e| e.to_string())?;
-        let in_flight = point.step.as_deref().and_then(|s| check::effect_key(ROOT_TURN, s));
+        let in_flight = point
+            .step
+            .as_deref()
+            .and_then(|s| check::effect_key(ROOT_TURN, s));
         check::check_effects(&reference.effects, &effects, in_flight.as_deref())?;
         check::check_clean(&store, &sid).await
     }
@@ -233,7 +271,11 @@ impl Rig {
 
 fn progress(done: usize, total: usize, label: &str) {
     let width = 30;
-    let filled = if total == 0 { width } else { done * width / total };
+    let filled = if total == 0 {
+        width
+    } else {
+        done * width / total
+    };
     eprint!(
         "\r[{}{}] {done:>3}/{total} {label:<50}",
         "#".repeat(filled),
@@ -262,9 +304,20 @@ pub async fn run(opts: &ChaosOptions) -> HarnessResult<ChaosReport> {
     let db = dir.path().join("chaos.db");
     let store = format!("sqlite:{}", db.display());
     let first_model = write_script(dir.path(), &scenarios[0])?;
-    let service = Service::start(&opts.bin, &store, &server.admin, dir.path(), &[("RATCHET_MODEL", &first_model)])?;
+    let service = Service::start(
+        &opts.bin,
+        &store,
+        &server.admin,
+        dir.path(),
+        &[("RATCHET_MODEL", &first_model)],
+    )?;
     server.register(&service.uri()).await?;
-    let mut rig = Rig { server, service, db, dir };
+    let mut rig = Rig {
+        server,
+        service,
+        db,
+        dir,
+    };
     let mut report = ChaosReport::default();
     let mut plans = Vec::new();
     for s in &scenarios {
@@ -278,7 +331,11 @@ pub async fn run(opts: &ChaosOptions) -> HarnessResult<ChaosReport> {
         let env = [("RATCHET_MODEL", model.as_str())];
         for (k, point) in points.iter().enumerate() {
             if opts.progress {
-                progress(report.points(), total, &format!("{} {} ({:?})", s.name, point.spec, point.victim));
+                progress(
+                    report.points(),
+                    total,
+                    &format!("{} {} ({:?})", s.name, point.spec, point.victim),
+                );
             }
             let session = format!("{}-{k}", s.name);
             let failure = match rig.crash_at(s, &session, point, &env).await {

@@ -154,10 +154,13 @@ impl Loop<'_, '_> {
                     (message, directive, finish_reason)
                 }
             };
-            let calls: Vec<(String, String, serde_json::Value)> = message
+            #[allow(unused_mut)]
+            let mut calls: Vec<(String, String, serde_json::Value)> = message
                 .tool_calls()
                 .map(|(id, name, args)| (id.to_string(), name.to_string(), args.clone()))
                 .collect();
+            #[cfg(feature = "reorder-steps")]
+            calls.reverse();
             let text = message.text_content();
             if !message.parts.is_empty() {
                 self.messages.push(message);

@@ -56,29 +56,52 @@ pub async fn step_names(admin_url: &str, invocation: &str) -> Result<Vec<String>
 /// The turn an invocation ran, as a recording of its journaled steps.
 pub async fn recording(admin_url: &str, invocation: &str) -> Result<Recording, AdminError> {
     let id = quoted(invocation)?;
-    let inv = query(admin_url, &format!("SELECT target_service_key, target_service_name FROM sys_invocation WHERE id = {id}")).await?;
+    let inv = query(
+        admin_url,
+        &format!(
+            "SELECT target_service_key, target_service_name FROM sys_invocation WHERE id = {id}"
+        ),
+    )
+    .await?;
     let Some(row) = inv.first() else {
         return Err(AdminError(format!("no invocation {invocation}")));
     };
     if row["target_service_name"] != "Session" {
-        return Err(AdminError(format!("invocation {invocation} is not a Session turn")));
+        return Err(AdminError(format!(
+            "invocation {invocation} is not a Session turn"
+        )));
     }
-    let session_id = row["target_service_key"].as_str().unwrap_or_default().to_string();
+    let session_id = row["target_service_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let rows = query(
         admin_url,
-        &format!("SELECT index, entry_type, entry_json FROM sys_journal WHERE id = {id} ORDER BY index"),
+        &format!(
+            "SELECT index, entry_type, entry_json FROM sys_journal WHERE id = {id} ORDER BY index"
+        ),
     )
     .await?;
     let mut order: Vec<u64> = Vec::new();
     let mut results: HashMap<u64, Vec<u8>> = HashMap::new();
     for row in &rows {
-        let entry: Value = serde_json::from_str(row["entry_json"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+        let entry: Value = serde_json::from_str(row["entry_json"].as_str().unwrap_or("null"))
+            .unwrap_or(Value::Null);
         if let Some(n) = entry["Command"]["Run"]["completion_id"].as_u64() {
             order.push(n);
         }
         let done = &entry["Notification"]["Completion"]["Run"];
-        if let (Some(n), Some(bytes)) = (done["completion_id"].as_u64(), done["result"]["Success"].as_array()) {
-            results.insert(n, bytes.iter().filter_map(|b| b.as_u64().map(|b| b as u8)).collect());
+        if let (Some(n), Some(bytes)) = (
+            done["completion_id"].as_u64(),
+            done["result"]["Success"].as_array(),
+        ) {
+            results.insert(
+                n,
+                bytes
+                    .iter()
+                    .filter_map(|b| b.as_u64().map(|b| b as u8))
+                    .collect(),
+            );
         }
     }
     // Steps are the runs whose result is a step record; the handler's own
@@ -89,7 +112,9 @@ pub async fn recording(admin_url: &str, invocation: &str) -> Result<Recording, A
         .filter_map(|bytes| serde_json::from_slice::<StepRecord>(bytes).ok())
         .collect();
     let Some(first) = steps.first() else {
-        return Err(AdminError(format!("invocation {invocation} journaled no turn steps (yet)")));
+        return Err(AdminError(format!(
+            "invocation {invocation} journaled no turn steps (yet)"
+        )));
     };
     let input_id = first.output["claimed_ids"]
         .as_array()

@@ -3,8 +3,8 @@
 //! A platform team binds `Session` into its own endpoint, or runs
 //! `ratchet serve`.
 
-mod journal;
 pub mod admin;
+mod journal;
 pub mod schemas;
 mod session;
 
