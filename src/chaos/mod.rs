@@ -271,11 +271,7 @@ impl Rig {
 
 fn progress(done: usize, total: usize, label: &str) {
     let width = 30;
-    let filled = if total == 0 {
-        width
-    } else {
-        done * width / total
-    };
+    let filled = (done * width).checked_div(total).unwrap_or(width);
     eprint!(
         "\r[{}{}] {done:>3}/{total} {label:<50}",
         "#".repeat(filled),
