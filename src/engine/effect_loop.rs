@@ -258,9 +258,13 @@ impl Loop<'_, '_> {
             if cx.cancel.is_cancelled() {
                 return Ok(ModelRecord::Cancelled);
             }
+            let limit = claim
+                .settings
+                .context_limit
+                .unwrap_or(rt.config.max_context_messages) as usize;
             let history = rt
                 .store
-                .messages(cx.session, claim.base_version)
+                .recent_messages(cx.session, claim.base_version, limit)
                 .await
                 .map_err(step_err)?;
             let kept: Vec<Message> = history

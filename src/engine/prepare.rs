@@ -35,7 +35,8 @@ pub struct PrepareRecord {
     pub verdict: Verdict,
     /// The system prompt for every model call of the turn.
     pub system_prompt: String,
-    /// First history message kept in context.
+    /// First message kept in context, counted in the tail of at most
+    /// `context_limit` history messages the turn reads.
     pub context_start: usize,
 }
 
@@ -140,16 +141,20 @@ pub async fn run(cx: &TurnCx<'_>, claim: &ClaimRecord) -> Result<PrepareRecord, 
                 system_prompt = format!("{system_prompt}\n\n{extra}");
             }
         }
-        let history = rt
-            .store
-            .messages(cx.session, claim.base_version)
-            .await
-            .map_err(step_err)?;
-        let history: Vec<Message> = history.into_iter().map(|m| m.message).collect();
         let limit = claim
             .settings
             .context_limit
             .unwrap_or(rt.config.max_context_messages) as usize;
+        // Only the tail the context can hold is read: a turn's cost does not
+        // grow with the session's history.
+        let history: Vec<Message> = rt
+            .store
+            .recent_messages(cx.session, claim.base_version, limit)
+            .await
+            .map_err(step_err)?
+            .into_iter()
+            .map(|m| m.message)
+            .collect();
         let context_start = plan_context_start(&history, limit);
         let rejected = |reason, message: String| PrepareRecord {
             user_message: None,

@@ -120,6 +120,18 @@ impl SessionStore for MemoryStore {
         })
     }
 
+    async fn recent_messages(
+        &self,
+        session: &SessionId,
+        at_version: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        self.with_session(session, |s| {
+            let end = s.messages.partition_point(|m| m.version <= at_version);
+            Ok(s.messages[end.saturating_sub(limit)..end].to_vec())
+        })
+    }
+
     async fn turns(&self, session: &SessionId) -> StoreResult<Vec<TurnRecord>> {
         self.with_session(session, |s| Ok(s.turns.clone()))
     }

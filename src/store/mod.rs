@@ -52,6 +52,15 @@ pub trait SessionStore: Send + Sync {
         at_version: u64,
     ) -> StoreResult<Vec<StoredMessage>>;
 
+    /// The last `limit` committed messages with version `<= at_version`, in
+    /// order: what a turn reads for its context, whatever the history length.
+    async fn recent_messages(
+        &self,
+        session: &SessionId,
+        at_version: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredMessage>>;
+
     /// Committed turns, in order.
     async fn turns(&self, session: &SessionId) -> StoreResult<Vec<TurnRecord>>;
 

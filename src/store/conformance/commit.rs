@@ -65,6 +65,11 @@ pub async fn history_is_readable_at_a_version(f: &dyn StoreFactory) {
     assert_eq!(all.len(), 4);
     assert_eq!(all[3].message.text_content(), "t2");
     assert!(fx.store.messages(&s, 0).await.unwrap().is_empty());
+    let tail = fx.store.recent_messages(&s, 2, 3).await.unwrap();
+    assert_eq!(tail, all[1..].to_vec(), "the last 3 messages, oldest first");
+    let tail_at_1 = fx.store.recent_messages(&s, 1, 10).await.unwrap();
+    assert_eq!(tail_at_1, at1);
+    assert!(fx.store.recent_messages(&s, 2, 0).await.unwrap().is_empty());
     let turns = fx.store.turns(&s).await.unwrap();
     assert_eq!(
         turns

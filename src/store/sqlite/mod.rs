@@ -135,6 +135,32 @@ impl SessionStore for SqliteStore {
         })
     }
 
+    async fn recent_messages(
+        &self,
+        session: &SessionId,
+        at_version: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        self.read(|c| {
+            Self::require_session(c, session)?;
+            let mut newest_first = collect(
+                c,
+                "SELECT version, turn_id, body FROM messages
+                 WHERE session_id = ?1 AND version <= ?2 ORDER BY version DESC, ord DESC LIMIT ?3",
+                params![session.as_str(), clamp(at_version), clamp(limit as u64)],
+                |r| {
+                    Ok(StoredMessage {
+                        version: col::<i64>(r, 0)? as u64,
+                        turn_id: col(r, 1)?,
+                        message: rules::decode::<Message>("message", &col::<String>(r, 2)?)?,
+                    })
+                },
+            )?;
+            newest_first.reverse();
+            Ok(newest_first)
+        })
+    }
+
     async fn turns(&self, session: &SessionId) -> StoreResult<Vec<TurnRecord>> {
         self.read(|c| {
             Self::require_session(c, session)?;
