@@ -157,8 +157,9 @@ pub async fn dispatch(command: Command) -> Result<()> {
         Command::Serve {
             store,
             listen,
+            with_floor,
             restate_admin,
-        } => crate::serve::serve(&store, listen, restate_admin).await,
+        } => crate::serve::serve(&store, listen, restate_admin, with_floor).await,
         Command::Replay {
             store,
             recording,

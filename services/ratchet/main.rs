@@ -173,6 +173,9 @@ enum Command {
         /// Address to listen on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:9080")]
         listen: std::net::SocketAddr,
+        /// Also bind the `Floor` benchmark object (nine no-op steps).
+        #[arg(long, env = "RATCHET_WITH_FLOOR")]
+        with_floor: bool,
         /// Restate admin API, used by the `cancel` handler.
         #[arg(
             long,

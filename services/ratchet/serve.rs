@@ -13,7 +13,12 @@ use restate_sdk::hyper::HyperEndpoint;
 use std::net::SocketAddr;
 
 /// Serves the endpoint until SIGTERM or Ctrl-C.
-pub async fn serve(args: &StoreArgs, listen: SocketAddr, restate_admin: String) -> Result<()> {
+pub async fn serve(
+    args: &StoreArgs,
+    listen: SocketAddr,
+    restate_admin: String,
+    with_floor: bool,
+) -> Result<()> {
     let store = crate::setup::open_store(args)?;
     if store.durability_tier() != DurabilityTier::Durable {
         // Serve anyway: every handler refuses with durable_store_required,
@@ -25,7 +30,11 @@ pub async fn serve(args: &StoreArgs, listen: SocketAddr, restate_admin: String) 
     }
     let rt = crate::setup::runtime(store, &args.model)?;
     let session = Session::new(rt).with_admin_url(restate_admin);
-    let endpoint = Endpoint::builder().bind(session).build();
+    let mut builder = Endpoint::builder().bind(session);
+    if with_floor {
+        builder = builder.bind(ratchet::restate::Floor);
+    }
+    let endpoint = builder.build();
     let service = HyperEndpoint::new(endpoint);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

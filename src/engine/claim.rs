@@ -7,7 +7,7 @@ use super::{TurnCx, step_err};
 use crate::hash::digest;
 use crate::journal::{JournalError, StepError};
 use crate::model::{SessionCommand, TurnInput};
-use crate::store::{ClaimTarget, InboxPayload, Lease, SessionSettings};
+use crate::store::{ClaimTarget, InboxPayload, Lease, NewInboxEntry, SessionSettings};
 use serde::{Deserialize, Serialize};
 
 /// What the claim step records.
@@ -41,6 +41,8 @@ pub enum ClaimSource<'a> {
         owner: &'a str,
         /// The input's inbox id.
         input_id: &'a str,
+        /// The input, to enqueue (idempotently) before claiming it.
+        enqueue: Option<&'a TurnInput>,
     },
     /// An agent frame: the previous turn's lease, version and settings.
     Frame {
@@ -59,9 +61,22 @@ pub enum ClaimSource<'a> {
 pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord, JournalError> {
     let rt = cx.rt;
     match source {
-        ClaimSource::Inbox { owner, input_id } => {
+        ClaimSource::Inbox {
+            owner,
+            input_id,
+            enqueue,
+        } => {
             let hash = digest(&("claim", cx.session, input_id));
             cx.step("claim", &hash, async move {
+                if let Some(input) = enqueue {
+                    let mut input = input.clone();
+                    input.input_id = Some(input_id.to_string());
+                    let entry = NewInboxEntry {
+                        id: input_id.to_string(),
+                        payload: InboxPayload::Input(input),
+                    };
+                    rt.store.enqueue(cx.session, entry).await.map_err(step_err)?;
+                }
                 let lease = rt
                     .store
                     .acquire_lease(cx.session, owner, rt.config.lease_ttl_ms)

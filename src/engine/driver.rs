@@ -65,6 +65,7 @@ pub async fn run_turn(
                 None => ClaimSource::Inbox {
                     owner: &req.owner,
                     input_id: &req.input_id,
+                    enqueue: req.enqueue.as_ref(),
                 },
                 Some(f) => ClaimSource::Frame {
                     lease: &f.lease,

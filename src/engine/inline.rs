@@ -119,6 +119,7 @@ impl InlineRunner {
             input_id: input_id.to_string(),
             turn_id: TurnRequest::turn_id_for(input_id, trace)?,
             owner: self.owner.clone(),
+            enqueue: None,
         };
         let journal = CheckpointJournal::new(self.rt.store.clone(), session.clone());
         run_turn(&self.rt, &journal, &request, cancel, RunMode::Live).await
@@ -196,6 +197,7 @@ impl InlineRunner {
                 input_id: recording.input_id.clone(),
                 turn_id: root.clone(),
                 owner,
+                enqueue: None,
             };
             let journal = CheckpointJournal::new(self.rt.store.clone(), session.clone());
             resumed.push(
@@ -299,6 +301,7 @@ pub async fn replay(rt: &Runtime, recording: &Recording) -> Result<ReplayReport,
         input_id: recording.input_id.clone(),
         turn_id,
         owner: "replay".into(),
+        enqueue: None,
     };
     match run_turn(
         &offline,

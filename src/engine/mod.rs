@@ -127,12 +127,15 @@ impl CancelToken {
 }
 
 /// Which input a turn runs, and as whom.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TurnRequest {
     /// The session.
     pub session_id: SessionId,
-    /// The inbox entry to claim (already enqueued).
+    /// The inbox entry to claim.
     pub input_id: String,
+    /// The input to enqueue first (idempotently) inside the claim step, so a
+    /// direct turn costs no separate enqueue step; `None` when it is queued.
+    pub enqueue: Option<crate::model::TurnInput>,
     /// The turn id; agent frames derive theirs from it.
     pub turn_id: TurnId,
     /// The lease owner (an inline process id, or the Restate invocation id).

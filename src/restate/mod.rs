@@ -4,9 +4,11 @@
 //! `ratchet serve`.
 
 pub mod admin;
+mod floor;
 mod journal;
 pub mod schemas;
 mod session;
 
+pub use floor::Floor;
 pub use journal::RestateJournal;
 pub use session::{CancelReply, Session, SessionClient, SessionView, SubmitReply, TurnBody};

@@ -169,12 +169,14 @@ impl Session {
         sid: &SessionId,
         input_id: String,
         trace: Option<String>,
+        enqueue: Option<TurnInput>,
     ) -> Result<TurnResult, HandlerError> {
         let request = TurnRequest {
             session_id: sid.clone(),
             turn_id: TurnRequest::turn_id_for(&input_id, trace.as_deref()).map_err(terminal)?,
             input_id,
             owner: ctx.invocation_id().to_string(),
+            enqueue,
         };
         let journal = RestateJournal::new(ctx);
         run_turn(
@@ -196,6 +198,19 @@ fn input_id_of(input: &TurnInput, derived: impl FnOnce() -> String) -> String {
         .input_id
         .clone()
         .unwrap_or_else(|| format!("in-{}", derived()))
+}
+
+/// Refuses an input over the size limit before anything is stored.
+fn check_size(input: &TurnInput, max_input_bytes: usize) -> Result<(), HandlerError> {
+    let size = serde_json::to_vec(input).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > max_input_bytes {
+        return Err(TerminalError::new_with_code(
+            413,
+            format!("payload_too_large: input is {size} bytes, over the limit of {max_input_bytes}"),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// The body of the `enqueue` step that `turn` and `submit` begin with.
@@ -249,17 +264,11 @@ impl Session {
         self.require_durable()?;
         let sid = session_id(ctx.key())?;
         let TurnBody { input } = body.into_inner();
+        check_size(&input, self.rt.config.max_input_bytes)?;
         let trace = input.trace_turn_id.clone();
         let input_id = input_id_of(&input, || ctx.rand_uuid().to_string());
-        let reply = ctx
-            .run(|| {
-                let max = self.rt.config.max_input_bytes;
-                enqueue(self.rt.store.clone(), sid.clone(), input, input_id, max)
-            })
-            .name("enqueue")
-            .await?
-            .into_inner();
-        let result = self.run(&ctx, &sid, reply.input_id, trace).await?;
+        // The claim step enqueues the input itself: one journaled step less.
+        let result = self.run(&ctx, &sid, input_id, trace, Some(input)).await?;
         Ok(Json(result))
     }
 
@@ -315,7 +324,7 @@ impl Session {
         let Some((input_id, trace)) = next else {
             return Ok(Json(None));
         };
-        let result = self.run(&ctx, &sid, input_id, trace).await?;
+        let result = self.run(&ctx, &sid, input_id, trace, None).await?;
         let more = ctx
             .run(|| async {
                 let inbox = self.rt.store.inbox(&sid).await.map_err(store_err)?;

@@ -1,0 +1,23 @@
+//! The benchmark floor: a bare virtual-object handler that journals nine
+//! no-op `ctx.run` steps — the orchestrator's own cost for a turn's shape,
+//! against which `ratchet bench` measures what ratchet adds. Bound only
+//! when `ratchet serve --with-floor` asks for it.
+
+use restate_sdk::prelude::*;
+
+/// The floor object.
+pub struct Floor;
+
+#[restate_sdk::object]
+impl Floor {
+    /// Nine no-op journaled steps, like a turn's claim, prepare, model,
+    /// three tools, model, finalize and commit.
+    #[handler]
+    async fn nine(&self, ctx: ObjectContext<'_>) -> Result<u32, HandlerError> {
+        let mut n = 0;
+        for i in 0..9u32 {
+            n += ctx.run(|| async move { Ok(i) }).name(format!("noop:{i}")).await?;
+        }
+        Ok(n)
+    }
+}
