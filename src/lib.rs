@@ -5,6 +5,7 @@
 //! journal step: in-process on SQLite (the inline tier) or a journaled
 //! Restate step (the durable tier). See `shared/DESIGN.md`.
 
+pub mod bench;
 pub mod chaos;
 pub mod clock;
 pub mod engine;

@@ -153,6 +153,16 @@ pub async fn dispatch(command: Command) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&rec)?);
             Ok(())
         }
+        Command::Bench { quick } => {
+            let opts = ratchet::bench::BenchOptions {
+                quick,
+                bin: std::env::current_exe().context("cannot find the ratchet binary")?,
+            };
+            let report = ratchet::bench::run(&opts).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         Command::Chaos { quick, scenario } => crate::chaos::run(quick, scenario).await,
         Command::Serve {
             store,

@@ -166,6 +166,13 @@ enum Command {
         #[arg(long)]
         scenario: Option<String>,
     },
+    /// Measure a durable turn against the orchestrator's floor, the inline
+    /// tier, growth with history and memory; last line: the JSON report.
+    Bench {
+        /// A smaller run (under 3 minutes).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Serve the Restate endpoint (the `Session` virtual object).
     Serve {
         #[command(flatten)]

@@ -75,7 +75,10 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
                         id: input_id.to_string(),
                         payload: InboxPayload::Input(input),
                     };
-                    rt.store.enqueue(cx.session, entry).await.map_err(step_err)?;
+                    rt.store
+                        .enqueue(cx.session, entry)
+                        .await
+                        .map_err(step_err)?;
                 }
                 let lease = rt
                     .store

@@ -171,15 +171,9 @@ impl RestateServer {
 
     /// Runs a SQL query on the admin API; returns its rows.
     pub async fn query(&self, sql: &str) -> HarnessResult<Vec<Value>> {
-        let (status, v) = post(
-            &format!("{}/query", self.admin),
-            &serde_json::json!({"query": sql}),
-        )
-        .await?;
-        if status >= 300 {
-            return Err(err(format!("query failed: {status} {v}")));
-        }
-        Ok(v["rows"].as_array().cloned().unwrap_or_default())
+        crate::restate::admin::query(&self.admin, sql)
+            .await
+            .map_err(|e| err(e.to_string()))
     }
 
     /// Calls a handler and returns (HTTP status, body).

@@ -16,7 +16,10 @@ impl Floor {
     async fn nine(&self, ctx: ObjectContext<'_>) -> Result<u32, HandlerError> {
         let mut n = 0;
         for i in 0..9u32 {
-            n += ctx.run(|| async move { Ok(i) }).name(format!("noop:{i}")).await?;
+            n += ctx
+                .run(|| async move { Ok(i) })
+                .name(format!("noop:{i}"))
+                .await?;
         }
         Ok(n)
     }

@@ -202,11 +202,15 @@ fn input_id_of(input: &TurnInput, derived: impl FnOnce() -> String) -> String {
 
 /// Refuses an input over the size limit before anything is stored.
 fn check_size(input: &TurnInput, max_input_bytes: usize) -> Result<(), HandlerError> {
-    let size = serde_json::to_vec(input).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(input)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > max_input_bytes {
         return Err(TerminalError::new_with_code(
             413,
-            format!("payload_too_large: input is {size} bytes, over the limit of {max_input_bytes}"),
+            format!(
+                "payload_too_large: input is {size} bytes, over the limit of {max_input_bytes}"
+            ),
         )
         .into());
     }
@@ -247,12 +251,17 @@ async fn enqueue(
     }))
 }
 
-#[restate_sdk::object(invocation_retry_policy(
-    max_attempts = 30,
-    initial_interval = "100ms",
-    max_interval = "2s",
-    on_max_attempts = "kill"
-))]
+// Journals of completed turns are kept a day so `ratchet export` and
+// `ratchet replay --invocation` can read them after the fact.
+#[restate_sdk::object(
+    journal_retention = "1 day",
+    invocation_retry_policy(
+        max_attempts = 30,
+        initial_interval = "100ms",
+        max_interval = "2s",
+        on_max_attempts = "kill"
+    )
+)]
 impl Session {
     /// Runs one turn now (following agent frames) and returns it.
     #[handler]
