@@ -487,3 +487,65 @@ async fn a_model_answer_too_large_to_record_stops_with_runtime_error_and_the_ses
         .unwrap();
     assert_eq!(next.outcome.answer_text(), Some("small"));
 }
+
+/// A tool that moves the injected clock 20 s on and reports the lease
+/// expiry it sees.
+struct Slow(Arc<ratchet::clock::ManualClock>);
+
+#[async_trait]
+impl Tool for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    fn description(&self) -> &str {
+        "takes 20 seconds"
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object"})
+    }
+    fn idempotency(&self) -> IdempotencyClass {
+        IdempotencyClass::Pure
+    }
+    async fn call(&self, ctx: &ToolContext, _args: Value) -> Result<ToolOutput, ToolError> {
+        let lease = ctx
+            .store
+            .current_lease(&ctx.session_id)
+            .await
+            .unwrap()
+            .unwrap();
+        self.0.advance(20_000);
+        Ok(ToolOutput::text(lease.expires_at_ms.to_string()))
+    }
+}
+
+#[tokio::test]
+async fn a_long_turn_renews_its_lease_before_it_runs_out() {
+    let slow = |id: &str| json!({"tool_calls": [{"id": id, "name": "slow", "arguments": {}}]});
+    let clock = ratchet::clock::ManualClock::new(1_000_000);
+    let store = MemoryStore::with_options(ratchet::store::rules::StoreOptions {
+        clock: clock.clone(),
+        ..Default::default()
+    });
+    let script = script(json!([slow("call_0"), slow("call_1"), {"text": "done"}]));
+    let mut rt = scripted_runtime(Arc::new(store), script);
+    rt.clock = clock.clone();
+    rt.tools.register(Arc::new(Slow(clock)));
+    let ttl = rt.config.lease_ttl_ms;
+    let t = one_turn(rt, "go slowly").await;
+    assert_eq!(t.outcome.answer_text(), Some("done"));
+    let seen: Vec<u64> = t
+        .messages
+        .iter()
+        .flat_map(|m| m.parts.iter())
+        .filter_map(|p| match p {
+            Part::ToolResult { content, .. } => content.parse().ok(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seen[0], 1_000_000 + ttl, "fresh lease: not renewed yet");
+    assert_eq!(
+        seen[1],
+        1_020_000 + ttl,
+        "renewed once half the TTL was gone"
+    );
+}

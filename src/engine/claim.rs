@@ -9,6 +9,7 @@ use crate::journal::{JournalError, StepError};
 use crate::model::{SessionCommand, TurnInput};
 use crate::store::{ClaimTarget, InboxPayload, Lease, NewInboxEntry, SessionSettings};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::Ordering;
 
 /// What the claim step records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,6 +86,7 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
                     .acquire_lease(cx.session, owner, rt.config.lease_ttl_ms)
                     .await
                     .map_err(step_err)?;
+                cx.lease_until.store(lease.expires_at_ms, Ordering::SeqCst);
                 let claim = rt
                     .store
                     .claim(&lease, ClaimTarget::Input(input_id.to_string()))
@@ -142,6 +144,7 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
                     .renew_lease(lease, rt.config.lease_ttl_ms)
                     .await
                     .map_err(step_err)?;
+                cx.lease_until.store(lease.expires_at_ms, Ordering::SeqCst);
                 Ok(ClaimRecord {
                     turn_id: cx.turn.to_string(),
                     base_version,

@@ -47,6 +47,7 @@ pub async fn run_turn(
     async {
         let mut results: Vec<TurnResult> = Vec::new();
         let mut next: Option<FrameStart> = None;
+        let lease_until = std::sync::atomic::AtomicU64::new(0);
         for frame in 0..=rt.config.max_frames {
             let turn = if frame == 0 {
                 req.turn_id.clone()
@@ -60,6 +61,7 @@ pub async fn run_turn(
                 turn: &turn,
                 frame,
                 cancel,
+                lease_until: &lease_until,
             };
             let source = match &next {
                 None => ClaimSource::Inbox {

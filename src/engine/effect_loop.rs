@@ -251,10 +251,7 @@ impl Loop<'_, '_> {
         let turn_messages = self.messages.clone();
         let (claim, prep) = (self.claim, self.prep);
         cx.step(&format!("model:{i}"), &hash, async move {
-            rt.store
-                .renew_lease(&claim.lease, rt.config.lease_ttl_ms)
-                .await
-                .map_err(step_err)?;
+            cx.keep_lease(&claim.lease).await?;
             if cx.cancel.is_cancelled() {
                 return Ok(ModelRecord::Cancelled);
             }
@@ -339,10 +336,7 @@ impl Loop<'_, '_> {
         let claim = self.claim;
         let hash = digest(&("tool", name, args));
         cx.step(&format!("tool:{i}:{call_id}"), &hash, async move {
-            rt.store
-                .renew_lease(&claim.lease, rt.config.lease_ttl_ms)
-                .await
-                .map_err(step_err)?;
+            cx.keep_lease(&claim.lease).await?;
             if cx.cancel.is_cancelled() {
                 return Ok(ToolRecord::Cancelled);
             }

@@ -33,7 +33,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// How provider errors are retried inside a model step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,9 +246,34 @@ pub struct TurnCx<'a> {
     pub frame: u32,
     /// The cancel signal.
     pub cancel: &'a CancelToken,
+    /// When this process last saw the lease good until (ms; 0 = unknown).
+    pub lease_until: &'a AtomicU64,
 }
 
 impl TurnCx<'_> {
+    /// Keeps the turn's lease alive before an effect: renews it unless this
+    /// process renewed it recently (more than half the TTL is left), so a
+    /// turn does not pay a store write per effect. Expiry is what lets
+    /// another owner in, and the commit's fence check still catches one.
+    /// Called only inside step bodies: the clock read is part of the step.
+    pub async fn keep_lease(&self, lease: &crate::store::Lease) -> Result<(), StepError> {
+        let ttl = self.rt.config.lease_ttl_ms;
+        let now = self.rt.clock.now_ms();
+        let until = self.lease_until.load(Ordering::SeqCst);
+        if until > now.saturating_add(ttl / 2) {
+            return Ok(());
+        }
+        let renewed = self
+            .rt
+            .store
+            .renew_lease(lease, ttl)
+            .await
+            .map_err(step_err)?;
+        self.lease_until
+            .store(renewed.expires_at_ms, Ordering::SeqCst);
+        Ok(())
+    }
+
     /// The journal name of a step: frames prefix theirs so that one
     /// invocation's journal never holds two steps of the same name.
     pub fn step_name(&self, base: &str) -> String {
