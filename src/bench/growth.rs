@@ -130,7 +130,8 @@ async fn commit_times(
     Ok(percentiles(&samples))
 }
 
-async fn journal_bytes_per_turn(server: &RestateServer, session: &str) -> HarnessResult<f64> {
+/// Average journal bytes of the `turn` invocations on `session`.
+pub async fn journal_bytes_per_turn(server: &RestateServer, session: &str) -> HarnessResult<f64> {
     let invocations = server
         .query(&format!(
             "SELECT id FROM sys_invocation WHERE target_service_name = 'Session' \

@@ -115,6 +115,11 @@ impl Ingress {
     async fn floor(&self, key: &str) -> HarnessResult<Duration> {
         self.post(&format!("Floor/{key}/nine"), None).await
     }
+
+    async fn floor_sized(&self, key: &str, bytes: u32) -> HarnessResult<Duration> {
+        self.post(&format!("Floor/{key}/nine_sized"), Some(&json!(bytes)))
+            .await
+    }
 }
 
 /// Runs `op` from 32 concurrent callers, each on its own key, for `secs`.
@@ -229,6 +234,21 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
     }
     let (durable, floor) = (percentiles(&durable), percentiles(&floor));
 
+    // The same floor, each step journaling as many bytes as an average
+    // ratchet step record: separates the cost of journaling a turn's data
+    // from the cost of ratchet's own code.
+    let step_bytes = (growth::journal_bytes_per_turn(&server, "seq-0").await? / 9.0) as u32;
+    let mut sized = Vec::new();
+    for i in 0..sizes.warmup + sizes.sequential {
+        let d = ingress
+            .floor_sized(&format!("sized-{i}"), step_bytes)
+            .await?;
+        if i >= sizes.warmup {
+            sized.push(d);
+        }
+    }
+    let floor_sized = percentiles(&sized);
+
     say(&format!(
         "throughput, 32 concurrent sessions, {} s each",
         sizes.throughput_secs
@@ -284,6 +304,7 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
     let g10k = &growth[growth.len() - 1];
     Ok(json!({
         "durable_vs_floor_p50": ratio(durable.p50_ms, floor.p50_ms),
+        "durable_vs_sized_floor_p50": ratio(durable.p50_ms, floor_sized.p50_ms),
         "throughput_vs_floor": ratio(ratchet_tps, floor_tps),
         "inline_sqlite_vs_memory_p50": ratio(inline_sqlite.p50_ms, inline_memory.p50_ms),
         "journal_bytes_growth_10k_vs_10": ratio(g10k.journal_bytes_per_turn, g10.journal_bytes_per_turn),
@@ -294,6 +315,8 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
             "quick": opts.quick,
             "durable_turn": durable,
             "floor": floor,
+            "floor_with_turn_sized_steps": floor_sized,
+            "step_record_bytes": step_bytes,
             "throughput_turns_per_s": {"ratchet": round(ratchet_tps), "floor": round(floor_tps)},
             "inline": {"sqlite": inline_sqlite, "memory": inline_memory},
             "growth": growth,

@@ -98,7 +98,10 @@ pub async fn run(
         cx,
         claim,
         prep,
-        messages: prep.user_message.iter().cloned().collect(),
+        messages: prep
+            .user_message_for(cx.turn, &claim.input)
+            .into_iter()
+            .collect(),
         usage: Usage::default(),
         events: Vec::new(),
     };

@@ -18,7 +18,9 @@ pub struct FinalizeRecord {
     pub outcome: TurnOutcome,
     /// Output of finalize hooks, by plugin name.
     pub hook_output: BTreeMap<String, serde_json::Value>,
-    /// Events the commit appends, ids `{turn_id}:{seq}`.
+    /// Events the commit appends, ids `{turn_id}:{seq}`. Derived from the
+    /// records after the step; only records of older builds carry them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<SessionEvent>,
     /// Whether the commit keeps the lease (an agent frame follows).
     pub keep_lease: bool,
@@ -68,61 +70,87 @@ pub async fn run(
     let rt = cx.rt;
     let ids: Vec<&str> = input.messages.iter().map(|m| m.id.as_str()).collect();
     let hash = digest(&("finalize", &input.outcome, &ids, &input.usage));
-    cx.step("finalize", &hash, async move {
-        let mut outcome = input.outcome;
-        if matches!(outcome, TurnOutcome::AgentFrameSwitch { .. }) && !input.may_switch_frame {
-            outcome = TurnOutcome::stopped(
-                StopReason::MaxTurns,
-                format!("agent frame limit of {} reached", rt.config.max_frames),
-            );
-        }
-        let mut hook_output = BTreeMap::new();
-        for p in rt.plugins.iter() {
-            if let Some(v) = p.finalize(&outcome).await {
-                hook_output.insert(p.name().to_string(), v);
+    let input_facts = EventFacts {
+        base_version: input.claim.base_version,
+        commands: input
+            .claim
+            .commands
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap_or_default())
+            .collect(),
+        tool_events: input.tool_events.to_vec(),
+        usage: input.usage,
+    };
+    let mut record: FinalizeRecord = cx
+        .step("finalize", &hash, async move {
+            let mut outcome = input.outcome;
+            if matches!(outcome, TurnOutcome::AgentFrameSwitch { .. }) && !input.may_switch_frame {
+                outcome = TurnOutcome::stopped(
+                    StopReason::MaxTurns,
+                    format!("agent frame limit of {} reached", rt.config.max_frames),
+                );
             }
-        }
-        let turn = cx.turn.as_str();
-        let mut kinds = vec![EventKind::TurnStarted {
-            turn_index: input.claim.base_version,
-        }];
-        kinds.extend(
-            input
-                .claim
-                .commands
-                .iter()
-                .map(|c| EventKind::CommandApplied {
-                    command: serde_json::to_value(c).unwrap_or_default(),
-                }),
-        );
-        kinds.extend(input.tool_events.iter().cloned());
-        if let TurnOutcome::Stopped(stop) = &outcome {
-            let code = serde_json::to_value(stop.reason)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            kinds.push(EventKind::Error {
-                code,
-                message: stop.message.clone(),
-            });
-        }
-        kinds.push(EventKind::TurnCommitted {
-            version: input.claim.base_version + 1,
-            outcome: outcome.clone(),
-            usage: input.usage,
-        });
-        let events = kinds
-            .into_iter()
-            .enumerate()
-            .map(|(seq, kind)| SessionEvent::new(turn, seq, kind))
-            .collect();
-        Ok(FinalizeRecord {
-            keep_lease: matches!(outcome, TurnOutcome::AgentFrameSwitch { .. }),
-            outcome,
-            hook_output,
-            events,
-            finished_at_ms: rt.clock.now_ms(),
+            let mut hook_output = BTreeMap::new();
+            for p in rt.plugins.iter() {
+                if let Some(v) = p.finalize(&outcome).await {
+                    hook_output.insert(p.name().to_string(), v);
+                }
+            }
+            Ok(FinalizeRecord {
+                keep_lease: matches!(outcome, TurnOutcome::AgentFrameSwitch { .. }),
+                outcome,
+                hook_output,
+                events: Vec::new(),
+                finished_at_ms: rt.clock.now_ms(),
+            })
         })
-    })
-    .await
+        .await?;
+    // Events are a pure function of the records: derived, not journaled
+    // (records written by older builds carry them and are used as they are).
+    if record.events.is_empty() {
+        record.events = derive_events(cx.turn.as_str(), &input_facts, &record.outcome);
+    }
+    Ok(record)
+}
+
+/// What the events of a turn are derived from.
+struct EventFacts {
+    base_version: u64,
+    commands: Vec<serde_json::Value>,
+    tool_events: Vec<EventKind>,
+    usage: Usage,
+}
+
+/// The events a turn appends, ids `{turn_id}:{seq}`.
+fn derive_events(turn: &str, facts: &EventFacts, outcome: &TurnOutcome) -> Vec<SessionEvent> {
+    let mut kinds = vec![EventKind::TurnStarted {
+        turn_index: facts.base_version,
+    }];
+    kinds.extend(
+        facts
+            .commands
+            .iter()
+            .map(|c| EventKind::CommandApplied { command: c.clone() }),
+    );
+    kinds.extend(facts.tool_events.iter().cloned());
+    if let TurnOutcome::Stopped(stop) = outcome {
+        let code = serde_json::to_value(stop.reason)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        kinds.push(EventKind::Error {
+            code,
+            message: stop.message.clone(),
+        });
+    }
+    kinds.push(EventKind::TurnCommitted {
+        version: facts.base_version + 1,
+        outcome: outcome.clone(),
+        usage: facts.usage,
+    });
+    kinds
+        .into_iter()
+        .enumerate()
+        .map(|(seq, kind)| SessionEvent::new(turn, seq, kind))
+        .collect()
 }

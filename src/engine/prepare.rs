@@ -29,7 +29,9 @@ pub enum Verdict {
 /// What the prepare step records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PrepareRecord {
-    /// The turn's user message (absent when the input was rejected).
+    /// The turn's user message, as older builds recorded it; this build
+    /// derives it from the claimed input (see [`PrepareRecord::user_message_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_message: Option<Message>,
     /// The verdict.
     pub verdict: Verdict,
@@ -38,6 +40,25 @@ pub struct PrepareRecord {
     /// First message kept in context, counted in the tail of at most
     /// `context_limit` history messages the turn reads.
     pub context_start: usize,
+}
+
+impl PrepareRecord {
+    /// The turn's user message when the input was accepted: a pure function
+    /// of the turn id and the claimed input, so it is not journaled again.
+    pub fn user_message_for(
+        &self,
+        turn: &crate::model::TurnId,
+        input: &TurnInput,
+    ) -> Option<Message> {
+        match self.verdict {
+            Verdict::Accepted => Some(
+                self.user_message
+                    .clone()
+                    .unwrap_or_else(|| user_message(turn.derive("msg", 0), input)),
+            ),
+            Verdict::Rejected { .. } => None,
+        }
+    }
 }
 
 /// Checks an input; the error says what is wrong with it.
@@ -174,7 +195,7 @@ pub async fn run(cx: &TurnCx<'_>, claim: &ClaimRecord) -> Result<PrepareRecord, 
             }
         }
         Ok(PrepareRecord {
-            user_message: Some(user_message(cx.turn.derive("msg", 0), &claim.input)),
+            user_message: None,
             verdict: Verdict::Accepted,
             system_prompt,
             context_start,

@@ -23,4 +23,19 @@ impl Floor {
         }
         Ok(n)
     }
+
+    /// The same nine steps, each journaling `bytes` bytes: the floor for a
+    /// turn whose step records are that large.
+    #[handler]
+    async fn nine_sized(&self, ctx: ObjectContext<'_>, bytes: u32) -> Result<u32, HandlerError> {
+        let mut n = 0;
+        for i in 0..9u32 {
+            let out = ctx
+                .run(|| async move { Ok("x".repeat(bytes as usize)) })
+                .name(format!("noop:{i}"))
+                .await?;
+            n += out.len() as u32;
+        }
+        Ok(n)
+    }
 }
