@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod postgres;
+
+pub use postgres::PostgresServer;
+
 /// Why the harness could not do something.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

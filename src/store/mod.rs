@@ -9,12 +9,16 @@
 pub mod conformance;
 mod error;
 mod memory;
+mod postgres;
 pub mod rules;
 mod sqlite;
 mod types;
 
 pub use error::{StoreError, StoreResult};
 pub use memory::MemoryStore;
+pub use postgres::{
+    DEFAULT_POOL_SIZE as POSTGRES_DEFAULT_POOL_SIZE, PostgresStore, redact as redact_postgres_url,
+};
 pub use sqlite::{
     APPLICATION_ID as SQLITE_APPLICATION_ID, SCHEMA_VERSION as SQLITE_SCHEMA_VERSION, SqliteStore,
 };

@@ -85,3 +85,55 @@ pub fn runner(rt: Runtime) -> InlineRunner {
 pub fn sqlite_in(dir: &std::path::Path, name: &str) -> Arc<dyn SessionStore> {
     Arc::new(SqliteStore::open(dir.join(name)).expect("open sqlite"))
 }
+
+/// Opens a fresh schema of a PostgreSQL database per case.
+pub struct PostgresFactory {
+    url: String,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl PostgresFactory {
+    /// A factory on the database at `url`.
+    pub fn new(url: String) -> Self {
+        PostgresFactory {
+            url,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// A new empty schema; returns its name.
+    pub async fn fresh_schema(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let schema = format!("case_{n}");
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        let task = tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("create schema");
+        drop(client);
+        let _ = task.await;
+        schema
+    }
+
+    /// The connection config for `schema`.
+    pub fn config(&self, schema: &str) -> tokio_postgres::Config {
+        let mut config: tokio_postgres::Config = self.url.parse().expect("url");
+        config.options(format!("-c search_path={schema}"));
+        config
+    }
+}
+
+#[async_trait]
+impl StoreFactory for PostgresFactory {
+    async fn open(&self, options: StoreOptions) -> Arc<dyn SessionStore> {
+        let schema = self.fresh_schema().await;
+        Arc::new(
+            ratchet::store::PostgresStore::connect_config(self.config(&schema), options, 4)
+                .await
+                .expect("open postgres store"),
+        )
+    }
+}

@@ -24,6 +24,8 @@ use crate::model::{
     Usage,
 };
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 /// Opens a fresh, empty store for one conformance case.
@@ -147,40 +149,69 @@ pub(super) async fn enqueue_and_claim(
     (lease, claim)
 }
 
-/// Generates one `#[tokio::test]` per conformance case for a backend.
-/// `$factory` is an expression giving a `&dyn StoreFactory`.
-#[macro_export]
-macro_rules! store_conformance_tests {
-    ($factory:expr) => {
-        $crate::store_conformance_tests!(@cases $factory;
-            lease_is_exclusive_until_it_expires,
-            same_owner_reacquires_its_lease,
-            renew_and_release_follow_the_fence,
-            commit_is_rejected_after_lease_takeover,
-            commit_is_idempotent_by_turn_id_and_hash,
-            commit_requires_the_claimed_base_version,
-            commit_can_keep_the_lease,
-            history_is_readable_at_a_version,
-            inbox_is_fifo_and_enqueue_is_idempotent,
-            commands_before_an_input_are_claimed_with_it,
-            abandoned_claims_can_be_claimed_again,
-            event_append_is_idempotent,
-            a_commit_failing_midway_leaves_nothing_behind,
-            concurrent_enqueues_lose_and_duplicate_nothing,
-            bad_input_gets_typed_errors_and_changes_nothing,
-            checkpoints_track_unfinished_turns,
-            notes_are_idempotent_by_key,
-            commit_applies_settings,
-            effect_ledger_counts_every_execution,
-        );
+/// A conformance case: runs against a factory, panics on a violation.
+pub type Case = for<'a> fn(&'a dyn StoreFactory) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        /// Every case, by name: the one list of what a store must do.
+        pub fn cases() -> Vec<(&'static str, Case)> {
+            vec![$(
+                (stringify!($name), {
+                    fn case(f: &dyn StoreFactory) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+                        Box::pin($name(f))
+                    }
+                    case as Case
+                }),
+            )*]
+        }
     };
-    (@cases $factory:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let factory = $factory;
-                $crate::store::conformance::$case(&factory).await;
-            }
-        )*
-    };
+}
+
+cases!(
+    lease_is_exclusive_until_it_expires,
+    same_owner_reacquires_its_lease,
+    renew_and_release_follow_the_fence,
+    commit_is_rejected_after_lease_takeover,
+    commit_is_idempotent_by_turn_id_and_hash,
+    commit_requires_the_claimed_base_version,
+    commit_can_keep_the_lease,
+    history_is_readable_at_a_version,
+    inbox_is_fifo_and_enqueue_is_idempotent,
+    commands_before_an_input_are_claimed_with_it,
+    abandoned_claims_can_be_claimed_again,
+    event_append_is_idempotent,
+    a_commit_failing_midway_leaves_nothing_behind,
+    concurrent_enqueues_lose_and_duplicate_nothing,
+    bad_input_gets_typed_errors_and_changes_nothing,
+    checkpoints_track_unfinished_turns,
+    notes_are_idempotent_by_key,
+    commit_applies_settings,
+    effect_ledger_counts_every_execution,
+);
+
+/// Runs every case against `factory`; returns how many ran, or the failed
+/// cases with their messages (every case runs, whatever fails first).
+pub async fn run_all(factory: &dyn StoreFactory) -> Result<usize, Vec<String>> {
+    use futures::FutureExt;
+    let mut failures = Vec::new();
+    let all = cases();
+    for (name, case) in &all {
+        if let Err(panic) = std::panic::AssertUnwindSafe(case(factory))
+            .catch_unwind()
+            .await
+        {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failures.push(format!("{name}: {msg}"));
+        }
+    }
+    if failures.is_empty() {
+        Ok(all.len())
+    } else {
+        Err(failures)
+    }
 }

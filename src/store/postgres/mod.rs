@@ -1,0 +1,496 @@
+//! The PostgreSQL store: `Durable`, shared by several ratchet instances.
+//! Same semantics as SQLite, made safe under concurrency by row locks: the
+//! session row serializes per-session sequence numbers (inbox, events,
+//! notes, versions), the lease row serializes lease changes with claims and
+//! commits. A server outage surfaces as a retryable `store_unavailable`,
+//! never a partial commit: every write is one transaction.
+
+mod ops;
+mod schema;
+
+pub use schema::redact;
+
+use super::rules::{self, StoreOptions};
+use super::*;
+use crate::model::{SessionEvent, SessionId, StoredEvent};
+use deadpool_postgres::{Object, Pool};
+use schema::{map_err, pool_err};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+/// Default connection pool size.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+
+/// A store in a PostgreSQL database (or one schema of it).
+pub struct PostgresStore {
+    pool: Pool,
+    options: StoreOptions,
+}
+
+impl PostgresStore {
+    /// Connects with a `postgres://` URL (or key=value string) and migrates.
+    /// Errors never repeat the URL, which may hold a password.
+    pub async fn connect(url: &str, options: StoreOptions, pool_size: usize) -> StoreResult<Self> {
+        let config = tokio_postgres::Config::from_str(url).map_err(|_| {
+            StoreError::InvalidArgument(format!(
+                "not a PostgreSQL connection string: {}",
+                redact(url)
+            ))
+        })?;
+        Self::connect_config(config, options, pool_size).await
+    }
+
+    /// Connects with a parsed config and migrates.
+    pub async fn connect_config(
+        config: tokio_postgres::Config,
+        options: StoreOptions,
+        pool_size: usize,
+    ) -> StoreResult<Self> {
+        let pool = schema::pool(config, pool_size)?;
+        schema::migrate(&pool).await?;
+        Ok(PostgresStore { pool, options })
+    }
+
+    async fn client(&self) -> StoreResult<Object> {
+        self.pool.get().await.map_err(pool_err)
+    }
+}
+
+fn state_str(s: InboxState) -> &'static str {
+    match s {
+        InboxState::Pending => "pending",
+        InboxState::Claimed => "claimed",
+        InboxState::Completed => "completed",
+    }
+}
+
+fn parse_state(s: &str) -> StoreResult<InboxState> {
+    match s {
+        "pending" => Ok(InboxState::Pending),
+        "claimed" => Ok(InboxState::Claimed),
+        "completed" => Ok(InboxState::Completed),
+        other => Err(StoreError::Corrupt(format!("inbox state '{other}'"))),
+    }
+}
+
+fn int(n: u64) -> i64 {
+    n.min(i64::MAX as u64) as i64
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    fn durability_tier(&self) -> DurabilityTier {
+        DurabilityTier::Durable
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn head(&self, session: &SessionId) -> StoreResult<SessionHead> {
+        let c = self.client().await?;
+        ops::head(&c, session).await
+    }
+
+    async fn messages(
+        &self,
+        session: &SessionId,
+        at_version: u64,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        let rows = c
+            .query(
+                "SELECT version, turn_id, body FROM messages WHERE session_id = $1 AND version <= $2
+                 ORDER BY version, ord",
+                &[&session.as_str(), &int(at_version)],
+            )
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(ops::stored_message).collect()
+    }
+
+    async fn recent_messages(
+        &self,
+        session: &SessionId,
+        at_version: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredMessage>> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        let rows = c
+            .query(
+                "SELECT version, turn_id, body FROM messages WHERE session_id = $1 AND version <= $2
+                 ORDER BY version DESC, ord DESC LIMIT $3",
+                &[&session.as_str(), &int(at_version), &int(limit as u64)],
+            )
+            .await
+            .map_err(map_err)?;
+        let mut out = rows
+            .iter()
+            .map(ops::stored_message)
+            .collect::<StoreResult<Vec<_>>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    async fn turns(&self, session: &SessionId) -> StoreResult<Vec<TurnRecord>> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        let rows = c
+            .query(
+                "SELECT turn_id, version, outcome, usage, commit_hash FROM turns
+                 WHERE session_id = $1 ORDER BY version",
+                &[&session.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(TurnRecord {
+                    turn_id: r.get(0),
+                    version: r.get::<_, i64>(1) as u64,
+                    outcome: rules::decode("turn outcome", r.get(2))?,
+                    usage: rules::decode("turn usage", r.get(3))?,
+                    commit_hash: r.get(4),
+                })
+            })
+            .collect()
+    }
+
+    async fn acquire_lease(
+        &self,
+        session: &SessionId,
+        owner: &str,
+        ttl_ms: u64,
+    ) -> StoreResult<Lease> {
+        let now = self.options.clock.now_ms();
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        ops::ensure_session(&tx, session).await?;
+        let current = ops::lock_lease(&tx, session).await?;
+        let acquired = rules::decide_acquire(session, current.as_ref(), owner, ttl_ms, now)?;
+        if acquired.new_fence {
+            tx.execute(
+                "UPDATE inbox SET state = 'pending', claim_fence = NULL
+                 WHERE session_id = $1 AND state = 'claimed'",
+                &[&session.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        }
+        tx.execute(
+            "UPDATE leases SET owner = $2, fence = $3, expires_at_ms = $4 WHERE session_id = $1",
+            &[
+                &session.as_str(),
+                &owner,
+                &int(acquired.lease.fence),
+                &int(acquired.lease.expires_at_ms),
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(acquired.lease)
+    }
+
+    async fn renew_lease(&self, lease: &Lease, ttl_ms: u64) -> StoreResult<Lease> {
+        let expires_at_ms = self.options.clock.now_ms().saturating_add(ttl_ms);
+        let c = self.client().await?;
+        let n = c
+            .execute(
+                "UPDATE leases SET expires_at_ms = $4 WHERE session_id = $1 AND owner = $2 AND fence = $3",
+                &[&lease.session_id.as_str(), &lease.owner, &int(lease.fence), &int(expires_at_ms)],
+            )
+            .await
+            .map_err(map_err)?;
+        if n == 0 {
+            return Err(rules::lease_lost(lease));
+        }
+        Ok(Lease {
+            expires_at_ms,
+            ..lease.clone()
+        })
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> StoreResult<()> {
+        let c = self.client().await?;
+        c.execute(
+            "UPDATE leases SET owner = NULL WHERE session_id = $1 AND owner = $2 AND fence = $3",
+            &[&lease.session_id.as_str(), &lease.owner, &int(lease.fence)],
+        )
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn current_lease(&self, session: &SessionId) -> StoreResult<Option<Lease>> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        let row = c
+            .query_opt(
+                "SELECT owner, fence, expires_at_ms FROM leases WHERE session_id = $1 AND owner IS NOT NULL",
+                &[&session.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(|r| Lease {
+            session_id: session.clone(),
+            owner: r.get(0),
+            fence: r.get::<_, i64>(1) as u64,
+            expires_at_ms: r.get::<_, i64>(2) as u64,
+        }))
+    }
+
+    async fn enqueue(&self, session: &SessionId, entry: NewInboxEntry) -> StoreResult<Enqueued> {
+        rules::check_id("inbox entry id", &entry.id)?;
+        let payload = rules::encode_limited(
+            "inbox entry",
+            &entry.payload,
+            self.options.max_payload_bytes,
+        )?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let out = ops::enqueue(&tx, session, &entry, &payload).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn claim(&self, lease: &Lease, target: ClaimTarget) -> StoreResult<Option<Claim>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        ops::require_session(&tx, &lease.session_id).await?;
+        let current = ops::lock_lease(&tx, &lease.session_id).await?;
+        if !rules::lease_is_current(current.as_ref(), lease) {
+            return Err(rules::lease_lost(lease));
+        }
+        let live = ops::live_entries(&tx, &lease.session_id).await?;
+        let mut taken = rules::select_claim(&live, lease.fence, &target);
+        for e in taken.iter_mut() {
+            tx.execute(
+                "UPDATE inbox SET state = 'claimed', claim_fence = $3 WHERE session_id = $1 AND id = $2",
+                &[&lease.session_id.as_str(), &e.id, &int(lease.fence)],
+            )
+            .await
+            .map_err(map_err)?;
+            e.state = InboxState::Claimed;
+            e.claim_fence = Some(lease.fence);
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(rules::into_claim(taken))
+    }
+
+    async fn abandon_claims(&self, session: &SessionId, fence: u64) -> StoreResult<u64> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        c.execute(
+            "UPDATE inbox SET state = 'pending', claim_fence = NULL
+             WHERE session_id = $1 AND state = 'claimed' AND claim_fence = $2",
+            &[&session.as_str(), &int(fence)],
+        )
+        .await
+        .map_err(map_err)
+    }
+
+    async fn inbox(&self, session: &SessionId) -> StoreResult<Vec<InboxEntry>> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        ops::live_entries(&c, session).await
+    }
+
+    async fn commit(&self, req: &CommitRequest) -> StoreResult<CommitReceipt> {
+        rules::validate_commit(req, self.options.max_payload_bytes)?;
+        let hash = rules::commit_hash(req);
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let receipt = ops::commit(&tx, req, &hash, &self.options.faults).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(receipt)
+    }
+
+    async fn append_events(&self, session: &SessionId, events: &[SessionEvent]) -> StoreResult<()> {
+        for e in events {
+            rules::check_id("event id", &e.id)?;
+            rules::encode_limited("event", e, self.options.max_payload_bytes)?;
+        }
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        ops::lock_session(&tx, session).await?;
+        ops::insert_events(&tx, session, events).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn events_after(
+        &self,
+        session: &SessionId,
+        cursor: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        let rows = c
+            .query(
+                "SELECT cursor, body FROM events WHERE session_id = $1 AND cursor > $2 ORDER BY cursor LIMIT $3",
+                &[&session.as_str(), &int(cursor), &int(limit as u64)],
+            )
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredEvent {
+                    cursor: r.get::<_, i64>(0) as u64,
+                    event: rules::decode("event", r.get(1))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()> {
+        rules::check_id("turn id", &checkpoint.turn_id)?;
+        rules::check_id("step name", &checkpoint.step)?;
+        let record = rules::encode_limited(
+            "checkpoint",
+            &checkpoint.record,
+            self.options.max_payload_bytes,
+        )?;
+        let c = self.client().await?;
+        ops::require_session(&c, &checkpoint.session_id).await?;
+        c.execute(
+            "INSERT INTO checkpoints (session_id, turn_id, seq, step, record) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING",
+            &[
+                &checkpoint.session_id.as_str(),
+                &checkpoint.turn_id,
+                &int(checkpoint.seq),
+                &checkpoint.step,
+                &record,
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn checkpoints(
+        &self,
+        session: &SessionId,
+        turn_id: &str,
+    ) -> StoreResult<Vec<Checkpoint>> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        let rows = c
+            .query(
+                "SELECT seq, step, record FROM checkpoints WHERE session_id = $1 AND turn_id = $2 ORDER BY seq",
+                &[&session.as_str(), &turn_id],
+            )
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Checkpoint {
+                    session_id: session.clone(),
+                    turn_id: turn_id.to_string(),
+                    seq: r.get::<_, i64>(0) as u64,
+                    step: r.get(1),
+                    record: rules::decode("checkpoint", r.get(2))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn unfinished_turns(&self, session: &SessionId) -> StoreResult<Vec<String>> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        let rows = c
+            .query(
+                "SELECT c.turn_id FROM checkpoints c WHERE c.session_id = $1
+                 AND NOT EXISTS (SELECT 1 FROM turns t WHERE t.session_id = c.session_id AND t.turn_id = c.turn_id)
+                 GROUP BY c.turn_id ORDER BY min(c.ctid::text)",
+                &[&session.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn checkpoint_count(&self) -> StoreResult<u64> {
+        let c = self.client().await?;
+        let row = c
+            .query_one("SELECT count(*) FROM checkpoints", &[])
+            .await
+            .map_err(map_err)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn put_note(&self, session: &SessionId, key: &str, text: &str) -> StoreResult<bool> {
+        rules::check_id("note key", key)?;
+        rules::encode_limited("note", &text, self.options.max_payload_bytes)?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        ops::ensure_session(&tx, session).await?;
+        ops::lock_session(&tx, session).await?;
+        let n = tx
+            .execute(
+                "INSERT INTO notes (session_id, key, seq, text)
+                 SELECT $1, $2, COALESCE(MAX(seq), 0) + 1, $3 FROM notes WHERE session_id = $1
+                 ON CONFLICT DO NOTHING",
+                &[&session.as_str(), &key, &text],
+            )
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(n == 1)
+    }
+
+    async fn notes(&self, session: &SessionId) -> StoreResult<Vec<Note>> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        let rows = c
+            .query(
+                "SELECT key, text FROM notes WHERE session_id = $1 ORDER BY seq",
+                &[&session.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| Note {
+                key: r.get(0),
+                text: r.get(1),
+            })
+            .collect())
+    }
+
+    async fn count_effect(&self, session: &SessionId, key: &str) -> StoreResult<u64> {
+        rules::check_id("effect key", key)?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        ops::ensure_session(&tx, session).await?;
+        let row = tx
+            .query_one(
+                "INSERT INTO effects (session_id, key, count) VALUES ($1, $2, 1)
+                 ON CONFLICT (session_id, key) DO UPDATE SET count = effects.count + 1 RETURNING count",
+                &[&session.as_str(), &key],
+            )
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn effect_counts(&self, session: &SessionId) -> StoreResult<BTreeMap<String, u64>> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        let rows = c
+            .query(
+                "SELECT key, count FROM effects WHERE session_id = $1",
+                &[&session.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+}

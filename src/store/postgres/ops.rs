@@ -1,0 +1,330 @@
+//! The statements the PostgreSQL store runs, shared by its operations:
+//! session and lease row locks, inbox reads and enqueue, event appends, and
+//! the final commit.
+
+use super::schema::map_err;
+use super::{int, parse_state, state_str};
+use crate::fault::FaultSwitch;
+use crate::model::{Message, SessionEvent, SessionId, Usage};
+use crate::store::rules::{self, LeaseRow};
+use crate::store::{
+    CommitReceipt, CommitRequest, Enqueued, InboxEntry, InboxState, NewInboxEntry, SessionHead,
+    StoreError, StoreResult, StoredMessage,
+};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+
+fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Internal(e.to_string()))
+}
+
+/// `UnknownSession` unless the session exists.
+pub async fn require_session<C: GenericClient>(c: &C, session: &SessionId) -> StoreResult<()> {
+    let row = c
+        .query_opt("SELECT 1 FROM sessions WHERE id = $1", &[&session.as_str()])
+        .await
+        .map_err(map_err)?;
+    row.map(|_| ())
+        .ok_or_else(|| StoreError::UnknownSession(session.to_string()))
+}
+
+/// Creates the session if new.
+pub async fn ensure_session<C: GenericClient>(c: &C, session: &SessionId) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO sessions (id) VALUES ($1) ON CONFLICT DO NOTHING",
+        &[&session.as_str()],
+    )
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Locks the session row: per-session sequence numbers are taken under it.
+pub async fn lock_session<C: GenericClient>(c: &C, session: &SessionId) -> StoreResult<()> {
+    let row = c
+        .query_opt(
+            "SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE",
+            &[&session.as_str()],
+        )
+        .await
+        .map_err(map_err)?;
+    row.map(|_| ())
+        .ok_or_else(|| StoreError::UnknownSession(session.to_string()))
+}
+
+/// Locks (creating if needed) the session's lease row and reads it.
+pub async fn lock_lease<C: GenericClient>(
+    c: &C,
+    session: &SessionId,
+) -> StoreResult<Option<LeaseRow>> {
+    c.execute(
+        "INSERT INTO leases (session_id, owner, fence, expires_at_ms) VALUES ($1, NULL, 0, 0)
+         ON CONFLICT DO NOTHING",
+        &[&session.as_str()],
+    )
+    .await
+    .map_err(map_err)?;
+    let row = c
+        .query_one(
+            "SELECT owner, fence, expires_at_ms FROM leases WHERE session_id = $1 FOR UPDATE",
+            &[&session.as_str()],
+        )
+        .await
+        .map_err(map_err)?;
+    let fence = row.get::<_, i64>(1) as u64;
+    Ok((fence > 0).then(|| LeaseRow {
+        owner: row.get(0),
+        fence,
+        expires_at_ms: row.get::<_, i64>(2) as u64,
+    }))
+}
+
+/// The session head.
+pub async fn head<C: GenericClient>(c: &C, session: &SessionId) -> StoreResult<SessionHead> {
+    let row = c
+        .query_opt(
+            "SELECT version, settings, usage FROM sessions WHERE id = $1",
+            &[&session.as_str()],
+        )
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::UnknownSession(session.to_string()))?;
+    Ok(SessionHead {
+        session_id: session.clone(),
+        version: row.get::<_, i64>(0) as u64,
+        settings: rules::decode("session settings", row.get(1))?,
+        usage: rules::decode("session usage", row.get(2))?,
+    })
+}
+
+/// A `messages` row.
+pub fn stored_message(r: &Row) -> StoreResult<StoredMessage> {
+    Ok(StoredMessage {
+        version: r.get::<_, i64>(0) as u64,
+        turn_id: r.get(1),
+        message: rules::decode::<Message>("message", r.get(2))?,
+    })
+}
+
+fn inbox_entry(r: &Row) -> StoreResult<InboxEntry> {
+    Ok(InboxEntry {
+        id: r.get(0),
+        seq: r.get::<_, i64>(1) as u64,
+        payload: rules::decode("inbox payload", r.get(2))?,
+        state: parse_state(r.get(3))?,
+        claim_fence: r.get::<_, Option<i64>>(4).map(|f| f as u64),
+    })
+}
+
+/// Pending and claimed entries, FIFO.
+pub async fn live_entries<C: GenericClient>(
+    c: &C,
+    session: &SessionId,
+) -> StoreResult<Vec<InboxEntry>> {
+    let rows = c
+        .query(
+            "SELECT id, seq, payload, state, claim_fence FROM inbox
+             WHERE session_id = $1 AND state <> 'completed' ORDER BY seq",
+            &[&session.as_str()],
+        )
+        .await
+        .map_err(map_err)?;
+    rows.iter().map(inbox_entry).collect()
+}
+
+/// Enqueues unless the id is known (the payload is already encoded).
+pub async fn enqueue<C: GenericClient>(
+    c: &C,
+    session: &SessionId,
+    entry: &NewInboxEntry,
+    payload: &str,
+) -> StoreResult<Enqueued> {
+    ensure_session(c, session).await?;
+    lock_session(c, session).await?;
+    let existing = c
+        .query_opt(
+            "SELECT id, seq, payload, state, claim_fence FROM inbox WHERE session_id = $1 AND id = $2",
+            &[&session.as_str(), &entry.id],
+        )
+        .await
+        .map_err(map_err)?;
+    if let Some(row) = existing {
+        return Ok(Enqueued {
+            entry: inbox_entry(&row)?,
+            duplicate: true,
+        });
+    }
+    let row = c
+        .query_one(
+            "INSERT INTO inbox (session_id, seq, id, payload, state)
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM inbox WHERE session_id = $1
+             RETURNING seq",
+            &[
+                &session.as_str(),
+                &entry.id,
+                &payload,
+                &state_str(InboxState::Pending),
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(Enqueued {
+        entry: InboxEntry {
+            id: entry.id.clone(),
+            seq: row.get::<_, i64>(0) as u64,
+            payload: entry.payload.clone(),
+            state: InboxState::Pending,
+            claim_fence: None,
+        },
+        duplicate: false,
+    })
+}
+
+/// Appends events (the session row must be locked); known ids are skipped.
+pub async fn insert_events<C: GenericClient>(
+    c: &C,
+    session: &SessionId,
+    events: &[SessionEvent],
+) -> StoreResult<()> {
+    for e in events {
+        c.execute(
+            "INSERT INTO events (session_id, cursor, id, body)
+             SELECT $1, COALESCE(MAX(cursor), 0) + 1, $2, $3 FROM events WHERE session_id = $1
+             ON CONFLICT DO NOTHING",
+            &[&session.as_str(), &e.id, &json(e)?],
+        )
+        .await
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+fn fault(faults: &FaultSwitch, stage: &str) -> StoreResult<()> {
+    faults.check(stage).map_err(StoreError::Injected)
+}
+
+/// The final commit, inside the caller's transaction.
+pub async fn commit<C: GenericClient>(
+    c: &C,
+    req: &CommitRequest,
+    hash: &str,
+    faults: &FaultSwitch,
+) -> StoreResult<CommitReceipt> {
+    let session = req.session_id.as_str();
+    require_session(c, &req.session_id).await?;
+    // The lease lock comes first: a retried commit of the same turn then
+    // sees the first one's receipt instead of its released lease.
+    let lease = lock_lease(c, &req.session_id).await?;
+    let existing = c
+        .query_opt(
+            "SELECT version, commit_hash FROM turns WHERE session_id = $1 AND turn_id = $2",
+            &[&session, &req.turn_id],
+        )
+        .await
+        .map_err(map_err)?;
+    if let Some(row) = existing {
+        let stored: String = row.get(1);
+        if stored != hash {
+            return Err(StoreError::CommitConflict {
+                turn_id: req.turn_id.clone(),
+            });
+        }
+        return Ok(CommitReceipt {
+            turn_id: req.turn_id.clone(),
+            version: row.get::<_, i64>(0) as u64,
+            commit_hash: hash.to_string(),
+            replayed: true,
+        });
+    }
+    if !rules::lease_is_current(lease.as_ref(), &req.lease) {
+        return Err(rules::lease_lost(&req.lease));
+    }
+    let row = c
+        .query_one(
+            "SELECT version, usage FROM sessions WHERE id = $1 FOR UPDATE",
+            &[&session],
+        )
+        .await
+        .map_err(map_err)?;
+    let head = row.get::<_, i64>(0) as u64;
+    if head != req.base_version {
+        return Err(StoreError::VersionConflict {
+            expected: req.base_version,
+            actual: head,
+        });
+    }
+    let version = head + 1;
+    for (ord, m) in req.messages.iter().enumerate() {
+        c.execute(
+            "INSERT INTO messages (session_id, version, ord, turn_id, body) VALUES ($1, $2, $3, $4, $5)",
+            &[&session, &int(version), &(ord as i64), &req.turn_id, &json(m)?],
+        )
+        .await
+        .map_err(map_err)?;
+    }
+    fault(faults, rules::COMMIT_STAGES[0])?;
+    for id in &req.completed_entries {
+        let n = c
+            .execute(
+                "UPDATE inbox SET state = 'completed' WHERE session_id = $1 AND id = $2",
+                &[&session, id],
+            )
+            .await
+            .map_err(map_err)?;
+        if n == 0 {
+            return Err(StoreError::InvalidArgument(format!(
+                "unknown inbox entry '{id}'"
+            )));
+        }
+    }
+    fault(faults, rules::COMMIT_STAGES[1])?;
+    insert_events(c, &req.session_id, &req.events).await?;
+    fault(faults, rules::COMMIT_STAGES[2])?;
+    let mut usage: Usage = rules::decode("session usage", row.get(1))?;
+    usage.add(&req.usage);
+    c.execute(
+        "UPDATE sessions SET version = $2, usage = $3 WHERE id = $1",
+        &[&session, &int(version), &json(&usage)?],
+    )
+    .await
+    .map_err(map_err)?;
+    if let Some(settings) = &req.settings {
+        c.execute(
+            "UPDATE sessions SET settings = $2 WHERE id = $1",
+            &[&session, &json(settings)?],
+        )
+        .await
+        .map_err(map_err)?;
+    }
+    fault(faults, rules::COMMIT_STAGES[3])?;
+    if !req.keep_lease {
+        c.execute(
+            "UPDATE leases SET owner = NULL WHERE session_id = $1 AND fence = $2",
+            &[&session, &int(req.lease.fence)],
+        )
+        .await
+        .map_err(map_err)?;
+    }
+    fault(faults, rules::COMMIT_STAGES[4])?;
+    c.execute(
+        "INSERT INTO turns (session_id, turn_id, version, outcome, usage, commit_hash)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &session,
+            &req.turn_id,
+            &int(version),
+            &json(&req.outcome)?,
+            &json(&req.usage)?,
+            &hash,
+        ],
+    )
+    .await
+    .map_err(map_err)?;
+    fault(faults, rules::COMMIT_STAGES[5])?;
+    Ok(CommitReceipt {
+        turn_id: req.turn_id.clone(),
+        version,
+        commit_hash: hash.to_string(),
+        replayed: false,
+    })
+}
