@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Builds ratchet and runs every test: unit, store conformance, engine, CLI,
-# the end-to-end tests against a real restate-server, the replay corpus on a
+# Builds ratchet and runs every test: unit, store conformance (memory,
+# SQLite, PostgreSQL), engine, CLI, the end-to-end tests against a real
+# restate-server and PostgreSQL, the replay corpus on a
 # build whose step order changed, and the quick crash matrix.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-restate.sh
+scripts/postgres.sh install
 
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings

@@ -16,8 +16,8 @@ fn session(s: &str) -> Result<SessionId> {
     Ok(SessionId::new(s)?)
 }
 
-fn runner(store: &StoreArgs) -> Result<InlineRunner> {
-    let rt = setup::runtime(setup::open_store(store)?, &store.model)?;
+async fn runner(store: &StoreArgs) -> Result<InlineRunner> {
+    let rt = setup::runtime(setup::open_store(store).await?, &store.model)?;
     Ok(InlineRunner::new(rt, InlineRunner::process_owner()))
 }
 
@@ -49,7 +49,7 @@ pub async fn dispatch(command: Command) -> Result<()> {
             json,
             text,
         } => {
-            let r = runner(&store)?;
+            let r = runner(&store).await?;
             let result = r
                 .turn(&session(&s)?, input(text, input_id), &cancel_on_ctrl_c())
                 .await?;
@@ -61,7 +61,7 @@ pub async fn dispatch(command: Command) -> Result<()> {
             input_id,
             text,
         } => {
-            let r = runner(&store)?;
+            let r = runner(&store).await?;
             let e = r.submit(&session(&s)?, input(text, input_id)).await?;
             println!(
                 "{} input {} (position {})",
@@ -80,7 +80,7 @@ pub async fn dispatch(command: Command) -> Result<()> {
             session: s,
             json,
         } => {
-            let r = runner(&store)?;
+            let r = runner(&store).await?;
             let results = r.drain(&session(&s)?, &cancel_on_ctrl_c()).await?;
             if results.is_empty() && !json {
                 println!("nothing pending");
@@ -95,7 +95,7 @@ pub async fn dispatch(command: Command) -> Result<()> {
             session: s,
             json,
         } => {
-            let st = setup::open_store(&store)?;
+            let st = setup::open_store(&store).await?;
             let sid = session(&s)?;
             let head = st.head(&sid).await?;
             let messages = st.messages(&sid, head.version).await?;
@@ -107,14 +107,14 @@ pub async fn dispatch(command: Command) -> Result<()> {
             session: s,
             after,
         } => {
-            let st = setup::open_store(&store)?;
+            let st = setup::open_store(&store).await?;
             for e in st.events_after(&session(&s)?, after, usize::MAX).await? {
                 println!("{}", serde_json::to_string(&e)?);
             }
             Ok(())
         }
         Command::Effects { store, session: s } => {
-            let st = setup::open_store(&store)?;
+            let st = setup::open_store(&store).await?;
             let counts = st.effect_counts(&session(&s)?).await?;
             println!("{}", serde_json::to_string(&counts)?);
             Ok(())
@@ -125,7 +125,7 @@ pub async fn dispatch(command: Command) -> Result<()> {
             force,
             json,
         } => {
-            let r = runner(&store)?;
+            let r = runner(&store).await?;
             let results = r.resume(&session(&s)?, force).await?;
             if results.is_empty() && !json {
                 println!("nothing to resume");
@@ -144,7 +144,8 @@ pub async fn dispatch(command: Command) -> Result<()> {
             let rec = match (journal.invocation, s, turn) {
                 (Some(inv), _, _) => admin::recording(&journal.admin, &inv).await?,
                 (None, Some(s), Some(turn)) => {
-                    runner(&store)?
+                    runner(&store)
+                        .await?
                         .recording(&session(&s)?, &TurnId::new(turn)?)
                         .await?
                 }

@@ -30,10 +30,14 @@ struct StoreArgs {
         env = "RATCHET_DB"
     )]
     db: PathBuf,
-    /// Store instead of `--db`: `sqlite:PATH`, or `memory` (ephemeral: the
-    /// durable tier refuses it).
-    #[arg(long, global = true, env = "RATCHET_STORE")]
+    /// Store instead of `--db`: `sqlite:PATH`, `postgres:URL`
+    /// (postgres://user:password@host:port/db; the password is never
+    /// printed), or `memory` (ephemeral: the durable tier refuses it).
+    #[arg(long, global = true, env = "RATCHET_STORE", hide_env_values = true)]
     store: Option<String>,
+    /// Connections in the PostgreSQL pool.
+    #[arg(long, global = true, default_value_t = ratchet::store::POSTGRES_DEFAULT_POOL_SIZE, env = "RATCHET_PG_POOL_SIZE")]
+    pg_pool_size: usize,
     /// Model: `demo` (offline rule-based stand-in), `scripted:FILE`, or
     /// `openai:MODEL` (key from OPENAI_API_KEY, base URL from OPENAI_BASE_URL).
     #[arg(long, global = true, default_value = "demo", env = "RATCHET_MODEL")]

@@ -19,7 +19,7 @@ pub async fn serve(
     restate_admin: String,
     with_floor: bool,
 ) -> Result<()> {
-    let store = crate::setup::open_store(args)?;
+    let store = crate::setup::open_store(args).await?;
     if store.durability_tier() != DurabilityTier::Durable {
         // Serve anyway: every handler refuses with durable_store_required,
         // which tells the caller what is wrong where a crash loop would not.

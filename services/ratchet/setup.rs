@@ -6,7 +6,8 @@ use ratchet::clock;
 use ratchet::engine::{EngineConfig, Runtime};
 use ratchet::llm::{DemoModel, ModelProvider, OpenAiClient, OpenAiConfig, ScriptedProvider};
 use ratchet::plugins::PluginSet;
-use ratchet::store::{MemoryStore, SessionStore, SqliteStore};
+use ratchet::store::rules::StoreOptions;
+use ratchet::store::{MemoryStore, PostgresStore, SessionStore, SqliteStore, redact_postgres_url};
 use ratchet::tools::{ToolRegistry, builtin_registry};
 use std::path::Path;
 use std::sync::Arc;
@@ -23,15 +24,38 @@ pub fn init_logging() {
 }
 
 /// Opens the store `--store` names, else the SQLite file `--db` names.
-pub fn open_store(args: &StoreArgs) -> Result<Arc<dyn SessionStore>> {
-    match args.store.as_deref() {
-        None => open_sqlite(&args.db),
-        Some("memory") => Ok(Arc::new(MemoryStore::new())),
-        Some(spec) => match spec.strip_prefix("sqlite:") {
-            Some(path) => open_sqlite(Path::new(path)),
-            None => bail!("unknown store '{spec}': use sqlite:PATH or memory"),
-        },
+pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn SessionStore>> {
+    let Some(spec) = args.store.as_deref() else {
+        return open_sqlite(&args.db);
+    };
+    if spec == "memory" {
+        return Ok(Arc::new(MemoryStore::new()));
     }
+    if let Some(path) = spec.strip_prefix("sqlite:") {
+        return open_sqlite(Path::new(path));
+    }
+    if let Some(url) = spec.strip_prefix("postgres:") {
+        // `postgres:postgres://...` or `postgres://...` after the prefix;
+        // the URL is never printed, only its redacted form.
+        let url = if url.starts_with("//") {
+            format!("postgres:{url}")
+        } else {
+            url.to_string()
+        };
+        let store = PostgresStore::connect(&url, StoreOptions::default(), args.pg_pool_size)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the PostgreSQL store {}",
+                    redact_postgres_url(&url)
+                )
+            })?;
+        return Ok(Arc::new(store));
+    }
+    bail!(
+        "unknown store '{}': use sqlite:PATH, postgres:URL or memory",
+        spec.split(':').next().unwrap_or("")
+    )
 }
 
 /// Opens a SQLite store, creating its directory when needed.
