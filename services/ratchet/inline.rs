@@ -17,7 +17,7 @@ fn session(s: &str) -> Result<SessionId> {
 }
 
 async fn runner(store: &StoreArgs) -> Result<InlineRunner> {
-    let rt = setup::runtime(setup::open_store(store).await?, &store.model)?;
+    let rt = setup::runtime(setup::open_store(store).await?, store)?;
     Ok(InlineRunner::new(rt, InlineRunner::process_owner()))
 }
 
@@ -186,7 +186,7 @@ pub async fn dispatch(command: Command) -> Result<()> {
                 }
                 (None, None) => bail!("name a recording: --recording FILE or --invocation ID"),
             };
-            let rt = setup::runtime(Arc::new(MemoryStore::new()), &store.model)?;
+            let rt = setup::runtime(Arc::new(MemoryStore::new()), &store)?;
             match replay(&rt, &rec).await? {
                 ReplayReport::Ok { steps } => {
                     println!("replay ok ({steps} steps)");

@@ -35,6 +35,14 @@ struct StoreArgs {
     /// printed), or `memory` (ephemeral: the durable tier refuses it).
     #[arg(long, global = true, env = "RATCHET_STORE", hide_env_values = true)]
     store: Option<String>,
+    /// Session execution lease TTL; renewed while a turn's effects run.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 30_000,
+        env = "RATCHET_LEASE_TTL_MS"
+    )]
+    lease_ttl_ms: u64,
     /// Connections in the PostgreSQL pool.
     #[arg(long, global = true, default_value_t = ratchet::store::POSTGRES_DEFAULT_POOL_SIZE, env = "RATCHET_PG_POOL_SIZE")]
     pg_pool_size: usize,

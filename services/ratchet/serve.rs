@@ -28,7 +28,7 @@ pub async fn serve(
             "the durable tier needs a durable store; every turn will be refused"
         );
     }
-    let rt = crate::setup::runtime(store, &args.model)?;
+    let rt = crate::setup::runtime(store, args)?;
     let session = Session::new(rt).with_admin_url(restate_admin);
     let mut builder = Endpoint::builder().bind(session);
     if with_floor {

@@ -100,14 +100,20 @@ pub fn model_from_spec(spec: &str, tools: &ToolRegistry) -> Result<Arc<dyn Model
 }
 
 /// The runtime for the inline tier.
-pub fn runtime(store: Arc<dyn SessionStore>, model_spec: &str) -> Result<Runtime> {
+pub fn runtime(store: Arc<dyn SessionStore>, args: &StoreArgs) -> Result<Runtime> {
     let tools = builtin_registry();
+    if args.lease_ttl_ms < 100 {
+        bail!("--lease-ttl-ms must be at least 100");
+    }
     Ok(Runtime {
         store,
-        model: model_from_spec(model_spec, &tools)?,
+        model: model_from_spec(&args.model, &tools)?,
         tools,
         plugins: PluginSet::new(),
         clock: clock::system(),
-        config: EngineConfig::default(),
+        config: EngineConfig {
+            lease_ttl_ms: args.lease_ttl_ms,
+            ..EngineConfig::default()
+        },
     })
 }
