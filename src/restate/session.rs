@@ -217,8 +217,8 @@ fn check_size(input: &TurnInput, max_input_bytes: usize) -> Result<(), HandlerEr
     Ok(())
 }
 
-/// The body of the `enqueue` step that `turn` and `submit` begin with.
-/// An input over the size limit is refused here, before anything is stored.
+/// The body of `submit`'s `enqueue` step. An input over the size limit is
+/// refused before anything is stored.
 async fn enqueue(
     store: Arc<dyn SessionStore>,
     sid: SessionId,
@@ -226,18 +226,7 @@ async fn enqueue(
     input_id: String,
     max_input_bytes: usize,
 ) -> HandlerResult<Json<SubmitReply>> {
-    let size = serde_json::to_vec(&input)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
-    if size > max_input_bytes {
-        return Err(TerminalError::new_with_code(
-            413,
-            format!(
-                "payload_too_large: input is {size} bytes, over the limit of {max_input_bytes}"
-            ),
-        )
-        .into());
-    }
+    check_size(&input, max_input_bytes)?;
     input.input_id = Some(input_id.clone());
     let entry = NewInboxEntry {
         id: input_id,
