@@ -16,8 +16,17 @@ use std::sync::Arc;
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RATCHET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // RATCHET_LOG_SPANS=1 prints each span's busy (our CPU) and idle
+    // (waiting, e.g. on the orchestrator) time when it closes: a per-phase
+    // profile of a turn.
+    let spans = if std::env::var("RATCHET_LOG_SPANS").is_ok_and(|v| v == "1") {
+        tracing_subscriber::fmt::format::FmtSpan::CLOSE
+    } else {
+        tracing_subscriber::fmt::format::FmtSpan::NONE
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_span_events(spans)
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();

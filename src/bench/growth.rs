@@ -166,25 +166,29 @@ pub async fn run(
     turns: usize,
 ) -> HarnessResult<Vec<GrowthPoint>> {
     let store = SqliteStore::open(db).map_err(err)?;
-    let mut points = Vec::new();
     for n in SIZES {
-        let session = format!("g{n}");
-        let sid = SessionId::new(&session).map_err(err)?;
-        seed(&store, &sid, n).await?;
-        let mut samples: Vec<Duration> = Vec::new();
-        for t in 0..turns + 2 {
-            let d = ingress.turn(&session, &format!("in-{t}")).await?;
+        seed(&store, &SessionId::new(format!("g{n}")).map_err(err)?, n).await?;
+        seed(&store, &SessionId::new(format!("c{n}")).map_err(err)?, n).await?;
+    }
+    // Sizes take turns round-robin, so drift and noise on this shared
+    // machine fall on every size alike instead of on whichever ran last.
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); SIZES.len()];
+    for t in 0..turns + 2 {
+        for (k, n) in SIZES.iter().enumerate() {
+            let d = ingress.turn(&format!("g{n}"), &format!("in-{t}")).await?;
             if t >= 2 {
-                samples.push(d);
+                samples[k].push(d);
             }
         }
+    }
+    let mut points = Vec::new();
+    for (k, n) in SIZES.iter().enumerate() {
         let commit_sid = SessionId::new(format!("c{n}")).map_err(err)?;
-        seed(&store, &commit_sid, n).await?;
         points.push(GrowthPoint {
-            prior_messages: n,
-            journal_bytes_per_turn: journal_bytes_per_turn(server, &session).await?,
+            prior_messages: *n,
+            journal_bytes_per_turn: journal_bytes_per_turn(server, &format!("g{n}")).await?,
             commit: commit_times(&store, &commit_sid, turns).await?,
-            turn: percentiles(&samples),
+            turn: percentiles(&samples[k]),
         });
     }
     Ok(points)

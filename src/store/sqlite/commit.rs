@@ -2,6 +2,7 @@
 //! its fault point, so a failure anywhere rolls everything back.
 
 use super::SqliteStore;
+use super::rows::{exec, row};
 use super::schema::map_err;
 use crate::model::Usage;
 use crate::store::rules;
@@ -21,14 +22,14 @@ impl SqliteStore {
         req: &CommitRequest,
         hash: &str,
     ) -> StoreResult<Option<CommitReceipt>> {
-        let found: Option<(i64, String)> = conn
-            .query_row(
-                "SELECT version, commit_hash FROM turns WHERE session_id = ?1 AND turn_id = ?2",
-                params![req.session_id.as_str(), req.turn_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(map_err)?;
+        let found: Option<(i64, String)> = row(
+            conn,
+            "SELECT version, commit_hash FROM turns WHERE session_id = ?1 AND turn_id = ?2",
+            params![req.session_id.as_str(), req.turn_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(map_err)?;
         match found {
             None => Ok(None),
             Some((_, stored)) if stored != hash => Err(StoreError::CommitConflict {
@@ -56,15 +57,15 @@ impl SqliteStore {
         if !rules::lease_is_current(Self::lease_row(tx, &req.session_id)?.as_ref(), &req.lease) {
             return Err(rules::lease_lost(&req.lease));
         }
-        let (head, usage_json): (i64, String) = tx
-            .query_row(
-                "SELECT version, usage FROM sessions WHERE id = ?1",
-                params![session],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(map_err)?
-            .ok_or_else(|| StoreError::UnknownSession(session.to_string()))?;
+        let (head, usage_json): (i64, String) = row(
+            tx,
+            "SELECT version, usage FROM sessions WHERE id = ?1",
+            params![session],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::UnknownSession(session.to_string()))?;
         if head as u64 != req.base_version {
             return Err(StoreError::VersionConflict {
                 expected: req.base_version,
@@ -74,7 +75,7 @@ impl SqliteStore {
         let version = head as u64 + 1;
         for (ord, m) in req.messages.iter().enumerate() {
             let body = serde_json::to_string(m).map_err(|e| StoreError::Internal(e.to_string()))?;
-            tx.execute(
+            exec(tx,
                 "INSERT INTO messages (session_id, version, ord, turn_id, body) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![session, version as i64, ord as i64, req.turn_id, body],
             )
@@ -82,12 +83,12 @@ impl SqliteStore {
         }
         self.fault(rules::COMMIT_STAGES[0])?;
         for id in &req.completed_entries {
-            let n = tx
-                .execute(
-                    "UPDATE inbox SET state = 'completed' WHERE session_id = ?1 AND id = ?2",
-                    params![session, id],
-                )
-                .map_err(map_err)?;
+            let n = exec(
+                tx,
+                "UPDATE inbox SET state = 'completed' WHERE session_id = ?1 AND id = ?2",
+                params![session, id],
+            )
+            .map_err(map_err)?;
             if n == 0 {
                 return Err(StoreError::InvalidArgument(format!(
                     "unknown inbox entry '{id}'"
@@ -101,7 +102,8 @@ impl SqliteStore {
         usage.add(&req.usage);
         let usage_json =
             serde_json::to_string(&usage).map_err(|e| StoreError::Internal(e.to_string()))?;
-        tx.execute(
+        exec(
+            tx,
             "UPDATE sessions SET version = ?2, usage = ?3 WHERE id = ?1",
             params![session, version as i64, usage_json],
         )
@@ -109,7 +111,8 @@ impl SqliteStore {
         if let Some(settings) = &req.settings {
             let json =
                 serde_json::to_string(settings).map_err(|e| StoreError::Internal(e.to_string()))?;
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE sessions SET settings = ?2 WHERE id = ?1",
                 params![session, json],
             )
@@ -117,7 +120,8 @@ impl SqliteStore {
         }
         self.fault(rules::COMMIT_STAGES[3])?;
         if !req.keep_lease {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE leases SET owner = NULL WHERE session_id = ?1 AND fence = ?2",
                 params![session, req.lease.fence as i64],
             )
@@ -128,7 +132,8 @@ impl SqliteStore {
             serde_json::to_string(&req.outcome).map_err(|e| StoreError::Internal(e.to_string()))?;
         let turn_usage =
             serde_json::to_string(&req.usage).map_err(|e| StoreError::Internal(e.to_string()))?;
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO turns (session_id, turn_id, version, outcome, usage, commit_hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![

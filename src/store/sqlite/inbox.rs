@@ -1,5 +1,6 @@
 //! Inbox writes in SQLite: idempotent enqueue and fenced claims.
 
+use super::rows::{exec, row};
 use super::schema::map_err;
 use super::{SqliteStore, parse_state};
 use crate::model::SessionId;
@@ -18,14 +19,14 @@ impl SqliteStore {
         payload: &str,
     ) -> StoreResult<Enqueued> {
         Self::ensure_session(tx, session)?;
-        let existing: Option<(i64, String, String, Option<i64>)> = tx
-            .query_row(
-                "SELECT seq, payload, state, claim_fence FROM inbox WHERE session_id = ?1 AND id = ?2",
-                params![session.as_str(), entry.id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
-            .optional()
-            .map_err(map_err)?;
+        let existing: Option<(i64, String, String, Option<i64>)> = row(
+            tx,
+            "SELECT seq, payload, state, claim_fence FROM inbox WHERE session_id = ?1 AND id = ?2",
+            params![session.as_str(), entry.id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()
+        .map_err(map_err)?;
         if let Some((seq, payload, state, fence)) = existing {
             return Ok(Enqueued {
                 entry: InboxEntry {
@@ -38,14 +39,14 @@ impl SqliteStore {
                 duplicate: true,
             });
         }
-        let seq: i64 = tx
-            .query_row(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM inbox WHERE session_id = ?1",
-                params![session.as_str()],
-                |r| r.get(0),
-            )
-            .map_err(map_err)?;
-        tx.execute(
+        let seq: i64 = row(
+            tx,
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM inbox WHERE session_id = ?1",
+            params![session.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(map_err)?;
+        exec(tx,
             "INSERT INTO inbox (session_id, seq, id, payload, state) VALUES (?1, ?2, ?3, ?4, 'pending')",
             params![session.as_str(), seq, entry.id, payload],
         )
@@ -75,7 +76,7 @@ impl SqliteStore {
         let live = Self::live_entries(tx, &lease.session_id)?;
         let mut taken = rules::select_claim(&live, lease.fence, target);
         for e in taken.iter_mut() {
-            tx.execute(
+            exec(tx,
                 "UPDATE inbox SET state = 'claimed', claim_fence = ?3 WHERE session_id = ?1 AND id = ?2",
                 params![lease.session_id.as_str(), e.id, lease.fence as i64],
             )

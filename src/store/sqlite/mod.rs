@@ -8,7 +8,7 @@ mod commit;
 mod inbox;
 mod rows;
 
-use rows::{col, collect};
+use rows::{col, collect, exec, row};
 mod schema;
 
 use super::rules::{self, StoreOptions};
@@ -94,15 +94,15 @@ impl SessionStore for SqliteStore {
 
     async fn head(&self, session: &SessionId) -> StoreResult<SessionHead> {
         self.read(|c| {
-            let (version, settings, usage): (i64, String, String) = c
-                .query_row(
-                    "SELECT version, settings, usage FROM sessions WHERE id = ?1",
-                    params![session.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()
-                .map_err(map_err)?
-                .ok_or_else(|| StoreError::UnknownSession(session.to_string()))?;
+            let (version, settings, usage): (i64, String, String) = row(
+                c,
+                "SELECT version, settings, usage FROM sessions WHERE id = ?1",
+                params![session.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(map_err)?
+            .ok_or_else(|| StoreError::UnknownSession(session.to_string()))?;
             Ok(SessionHead {
                 session_id: session.clone(),
                 version: version as u64,
@@ -197,14 +197,14 @@ impl SessionStore for SqliteStore {
             let current = Self::lease_row(tx, session)?;
             let acquired = rules::decide_acquire(session, current.as_ref(), owner, ttl_ms, now)?;
             if acquired.new_fence {
-                tx.execute(
+                exec(tx,
                     "UPDATE inbox SET state = 'pending', claim_fence = NULL
                      WHERE session_id = ?1 AND state = 'claimed'",
                     params![session.as_str()],
                 )
                 .map_err(map_err)?;
             }
-            tx.execute(
+            exec(tx,
                 "INSERT INTO leases (session_id, owner, fence, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (session_id) DO UPDATE SET owner = ?2, fence = ?3, expires_at_ms = ?4",
                 params![
@@ -222,18 +222,18 @@ impl SessionStore for SqliteStore {
     async fn renew_lease(&self, lease: &Lease, ttl_ms: u64) -> StoreResult<Lease> {
         let expires_at_ms = self.options.clock.now_ms().saturating_add(ttl_ms);
         self.write(|tx| {
-            let n = tx
-                .execute(
-                    "UPDATE leases SET expires_at_ms = ?4
+            let n = exec(
+                tx,
+                "UPDATE leases SET expires_at_ms = ?4
                      WHERE session_id = ?1 AND owner = ?2 AND fence = ?3",
-                    params![
-                        lease.session_id.as_str(),
-                        lease.owner,
-                        lease.fence as i64,
-                        expires_at_ms as i64
-                    ],
-                )
-                .map_err(map_err)?;
+                params![
+                    lease.session_id.as_str(),
+                    lease.owner,
+                    lease.fence as i64,
+                    expires_at_ms as i64
+                ],
+            )
+            .map_err(map_err)?;
             if n == 0 {
                 return Err(rules::lease_lost(lease));
             }
@@ -246,7 +246,7 @@ impl SessionStore for SqliteStore {
 
     async fn release_lease(&self, lease: &Lease) -> StoreResult<()> {
         self.write(|tx| {
-            tx.execute(
+            exec(tx,
                 "UPDATE leases SET owner = NULL WHERE session_id = ?1 AND owner = ?2 AND fence = ?3",
                 params![lease.session_id.as_str(), lease.owner, lease.fence as i64],
             )
@@ -286,13 +286,13 @@ impl SessionStore for SqliteStore {
     async fn abandon_claims(&self, session: &SessionId, fence: u64) -> StoreResult<u64> {
         self.write(|tx| {
             Self::require_session(tx, session)?;
-            let n = tx
-                .execute(
-                    "UPDATE inbox SET state = 'pending', claim_fence = NULL
+            let n = exec(
+                tx,
+                "UPDATE inbox SET state = 'pending', claim_fence = NULL
                      WHERE session_id = ?1 AND state = 'claimed' AND claim_fence = ?2",
-                    params![session.as_str(), fence as i64],
-                )
-                .map_err(map_err)?;
+                params![session.as_str(), fence as i64],
+            )
+            .map_err(map_err)?;
             Ok(n as u64)
         })
     }
@@ -354,7 +354,8 @@ impl SessionStore for SqliteStore {
         )?;
         self.write(|tx| {
             Self::require_session(tx, &checkpoint.session_id)?;
-            tx.execute(
+            exec(
+                tx,
                 "INSERT OR IGNORE INTO checkpoints (session_id, turn_id, seq, step, record)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
@@ -411,7 +412,7 @@ impl SessionStore for SqliteStore {
 
     async fn checkpoint_count(&self) -> StoreResult<u64> {
         self.read(|c| {
-            c.query_row("SELECT count(*) FROM checkpoints", [], |r| {
+            row(c, "SELECT count(*) FROM checkpoints", [], |r| {
                 r.get::<_, i64>(0)
             })
             .map(|n| n as u64)
@@ -424,13 +425,13 @@ impl SessionStore for SqliteStore {
         rules::encode_limited("note", &text, self.options.max_payload_bytes)?;
         self.write(|tx| {
             Self::ensure_session(tx, session)?;
-            let n = tx
-                .execute(
-                    "INSERT OR IGNORE INTO notes (session_id, key, seq, text)
+            let n = exec(
+                tx,
+                "INSERT OR IGNORE INTO notes (session_id, key, seq, text)
                      SELECT ?1, ?2, COALESCE(MAX(seq), 0) + 1, ?3 FROM notes WHERE session_id = ?1",
-                    params![session.as_str(), key, text],
-                )
-                .map_err(map_err)?;
+                params![session.as_str(), key, text],
+            )
+            .map_err(map_err)?;
             Ok(n == 1)
         })
     }
@@ -456,7 +457,8 @@ impl SessionStore for SqliteStore {
         rules::check_id("effect key", key)?;
         self.write(|tx| {
             Self::ensure_session(tx, session)?;
-            tx.query_row(
+            row(
+                tx,
                 "INSERT INTO effects (session_id, key, count) VALUES (?1, ?2, 1)
                  ON CONFLICT (session_id, key) DO UPDATE SET count = count + 1
                  RETURNING count",

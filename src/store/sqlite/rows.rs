@@ -13,7 +13,8 @@ impl SqliteStore {
         conn: &Connection,
         session: &SessionId,
     ) -> StoreResult<Option<LeaseRow>> {
-        conn.query_row(
+        row(
+            conn,
             "SELECT owner, fence, expires_at_ms FROM leases WHERE session_id = ?1",
             params![session.as_str()],
             |r| {
@@ -29,7 +30,8 @@ impl SqliteStore {
     }
 
     pub(super) fn session_exists(conn: &Connection, session: &SessionId) -> StoreResult<bool> {
-        conn.query_row(
+        row(
+            conn,
             "SELECT 1 FROM sessions WHERE id = ?1",
             params![session.as_str()],
             |_| Ok(()),
@@ -48,7 +50,8 @@ impl SqliteStore {
     }
 
     pub(super) fn ensure_session(conn: &Connection, session: &SessionId) -> StoreResult<()> {
-        conn.execute(
+        exec(
+            conn,
             "INSERT OR IGNORE INTO sessions (id) VALUES (?1)",
             params![session.as_str()],
         )
@@ -84,7 +87,8 @@ impl SqliteStore {
     ) -> StoreResult<()> {
         for e in events {
             let body = serde_json::to_string(e).map_err(|e| StoreError::Internal(e.to_string()))?;
-            conn.execute(
+            exec(
+                conn,
                 "INSERT OR IGNORE INTO events (session_id, cursor, id, body)
                  SELECT ?1, COALESCE(MAX(cursor), 0) + 1, ?2, ?3 FROM events WHERE session_id = ?1",
                 params![session.as_str(), e.id, body],
@@ -114,4 +118,25 @@ pub(super) fn collect<T>(
         out.push(map(row)?);
     }
     Ok(out)
+}
+
+/// Executes a statement through the connection's statement cache: the hot
+/// paths run the same few statements on every turn, and parsing them each
+/// time showed up first in the service's profile.
+pub(super) fn exec<P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(params)
+}
+
+/// Reads one row through the statement cache.
+pub(super) fn row<T, P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+    f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(params, f)
 }
