@@ -241,25 +241,28 @@ async fn committed_input_order(db: &Path) -> Vec<String> {
 
 const THREE_TOOLS: &str = "What is 17*23+4? Also remember milk";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_service_killed_between_tool_steps_recovers_with_no_tool_run_twice() {
-    let _g = e2e_lock().await;
-    let mut rig = Rig::start(&[]).await;
+/// Runs the crash-free reference turn on session `reference`, restarts the
+/// service with `fault`, and sends the same turn on session `crashed`.
+async fn reference_then_crashed_turn(rig: &mut Rig, fault: (&str, &str)) -> String {
     let (status, _) = rig
         .server
         .call("reference", "turn", &turn_body(THREE_TOOLS, "in-1"))
         .await
         .unwrap();
     assert_eq!(status, 200);
-    // Kill the service right after the first tool step is recorded.
-    rig.service
-        .restart(&[("RATCHET_FAULT", "after:tool:0:call_0")])
-        .unwrap();
-    let inv = rig
-        .server
+    rig.service.restart(&[fault]).unwrap();
+    rig.server
         .send("crashed", "turn", &turn_body(THREE_TOOLS, "in-1"))
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_killed_between_tool_steps_recovers_with_no_tool_run_twice() {
+    let _g = e2e_lock().await;
+    let mut rig = Rig::start(&[]).await;
+    // Kill the service right after the first tool step is recorded.
+    let inv = reference_then_crashed_turn(&mut rig, ("RATCHET_FAULT", "after:tool:0:call_0")).await;
     assert!(
         rig.service.wait_exit(Duration::from_secs(30)),
         "fault point never reached\n{}",
@@ -288,20 +291,8 @@ async fn a_service_killed_between_tool_steps_recovers_with_no_tool_run_twice() {
 async fn restate_server_killed_mid_turn_recovers_with_no_tool_run_twice() {
     let _g = e2e_lock().await;
     let mut rig = Rig::start(&[]).await;
-    let (status, _) = rig
-        .server
-        .call("reference", "turn", &turn_body(THREE_TOOLS, "in-1"))
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    rig.service
-        .restart(&[("RATCHET_PAUSE", "3000@after:tool:0:call_0")])
-        .unwrap();
-    let inv = rig
-        .server
-        .send("crashed", "turn", &turn_body(THREE_TOOLS, "in-1"))
-        .await
-        .unwrap();
+    let inv =
+        reference_then_crashed_turn(&mut rig, ("RATCHET_PAUSE", "3000@after:tool:0:call_0")).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !rig.service.log().contains("pause point reached") {
         assert!(

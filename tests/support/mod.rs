@@ -137,3 +137,30 @@ impl StoreFactory for PostgresFactory {
         )
     }
 }
+
+/// The session most engine tests use.
+pub fn sid() -> ratchet::model::SessionId {
+    ratchet::model::SessionId::new("s").unwrap()
+}
+
+/// A fresh memory store.
+pub fn memory() -> Arc<dyn SessionStore> {
+    Arc::new(MemoryStore::new())
+}
+
+/// A script whose first turn runs `steps` (one entry per model call).
+pub fn script(steps: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "turns": [steps] })
+}
+
+/// Runs one turn of `text` on the test session.
+pub async fn one_turn(rt: ratchet::engine::Runtime, text: &str) -> ratchet::engine::TurnResult {
+    runner(rt)
+        .turn(
+            &sid(),
+            ratchet::model::TurnInput::text(text),
+            &ratchet::engine::CancelToken::new(),
+        )
+        .await
+        .expect("turn runs")
+}
