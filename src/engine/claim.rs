@@ -69,30 +69,23 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
         } => {
             let hash = digest(&("claim", cx.session, input_id));
             cx.step("claim", &hash, async move {
-                if let Some(input) = enqueue {
+                let entry = enqueue.map(|input| {
                     let mut input = input.clone();
                     input.input_id = Some(input_id.to_string());
-                    let entry = NewInboxEntry {
+                    NewInboxEntry {
                         id: input_id.to_string(),
                         payload: InboxPayload::Input(input),
-                    };
-                    rt.store
-                        .enqueue(cx.session, entry)
-                        .await
-                        .map_err(step_err)?;
-                }
-                let lease = rt
+                    }
+                });
+                let target = ClaimTarget::Input(input_id.to_string());
+                let start = rt
                     .store
-                    .acquire_lease(cx.session, owner, rt.config.lease_ttl_ms)
+                    .start_turn(cx.session, owner, rt.config.lease_ttl_ms, entry, target)
                     .await
                     .map_err(step_err)?;
+                let (lease, head) = (start.lease, start.head);
                 cx.lease_until.store(lease.expires_at_ms, Ordering::SeqCst);
-                let claim = rt
-                    .store
-                    .claim(&lease, ClaimTarget::Input(input_id.to_string()))
-                    .await
-                    .map_err(step_err)?;
-                let Some(claim) = claim else {
+                let Some(claim) = start.claim else {
                     rt.store.release_lease(&lease).await.map_err(step_err)?;
                     return Err(StepError::Terminal {
                         code: "input_not_pending".into(),
@@ -102,7 +95,6 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
                         ),
                     });
                 };
-                let head = rt.store.head(cx.session).await.map_err(step_err)?;
                 let InboxPayload::Input(input) = claim.input.payload.clone() else {
                     return Err(StepError::Terminal {
                         code: "input_not_pending".into(),

@@ -96,6 +96,26 @@ pub trait SessionStore: Send + Sync {
     /// this fence are returned again, so a retried claim is idempotent.
     async fn claim(&self, lease: &Lease, target: ClaimTarget) -> StoreResult<Option<Claim>>;
 
+    /// Starts a turn: enqueues `enqueue` (idempotently) if given, takes the
+    /// lease as `owner`, claims `target` and reads the head. Backends may do
+    /// it in one transaction; the default composes the calls above.
+    async fn start_turn(
+        &self,
+        session: &SessionId,
+        owner: &str,
+        ttl_ms: u64,
+        enqueue: Option<NewInboxEntry>,
+        target: ClaimTarget,
+    ) -> StoreResult<TurnStart> {
+        if let Some(entry) = enqueue {
+            self.enqueue(session, entry).await?;
+        }
+        let lease = self.acquire_lease(session, owner, ttl_ms).await?;
+        let claim = self.claim(&lease, target).await?;
+        let head = self.head(session).await?;
+        Ok(TurnStart { lease, claim, head })
+    }
+
     /// Returns every entry claimed under `fence` to pending.
     async fn abandon_claims(&self, session: &SessionId, fence: u64) -> StoreResult<u64>;
 

@@ -229,3 +229,14 @@ pub struct Note {
     /// The note.
     pub text: String,
 }
+
+/// What a turn starts from: its lease, its claim, and the session head.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TurnStart {
+    /// The lease taken.
+    pub lease: Lease,
+    /// The work claimed (`None` when the target is not pending).
+    pub claim: Option<Claim>,
+    /// The head the turn reads history at.
+    pub head: SessionHead,
+}

@@ -189,3 +189,55 @@ pub async fn concurrent_enqueues_lose_and_duplicate_nothing(f: &dyn StoreFactory
         }
     }
 }
+
+/// Starting a turn enqueues its input (idempotently), takes the lease,
+/// claims the input with the commands before it, and reads the head; a
+/// retried start by the same owner gets the same claim back.
+pub async fn start_turn_enqueues_claims_and_reads_the_head(f: &dyn StoreFactory) {
+    let fx = fixture(f).await;
+    let s = sid("s");
+    fx.store
+        .enqueue(&s, command("c1", "be brief"))
+        .await
+        .unwrap();
+    let target = || ClaimTarget::Input("in-1".into());
+    let start = fx
+        .store
+        .start_turn(&s, "a", TTL, Some(input("in-1", "q")), target())
+        .await
+        .unwrap();
+    let claim = start.claim.expect("claimed");
+    assert_eq!(claim.entry_ids(), vec!["c1", "in-1"]);
+    assert_eq!(start.head.version, 0);
+    assert_eq!(start.lease.owner, "a");
+    let again = fx
+        .store
+        .start_turn(&s, "a", TTL, Some(input("in-1", "q")), target())
+        .await
+        .unwrap();
+    assert_eq!(again.lease.fence, start.lease.fence);
+    assert_eq!(
+        again.claim.map(|c| c.entry_ids()),
+        Some(vec!["c1".to_string(), "in-1".to_string()])
+    );
+    let busy = fx
+        .store
+        .start_turn(&s, "b", TTL, None, target())
+        .await
+        .unwrap_err();
+    assert_eq!(busy.code(), "session_busy");
+    fx.store
+        .commit(&simple_commit(&start.lease, "t1", 0, &claim, "x"))
+        .await
+        .unwrap();
+    let done = fx
+        .store
+        .start_turn(&s, "a", TTL, None, target())
+        .await
+        .unwrap();
+    assert!(
+        done.claim.is_none(),
+        "a completed input is not claimed again"
+    );
+    assert_eq!(done.head.version, 1);
+}

@@ -188,6 +188,7 @@ cases!(
     notes_are_idempotent_by_key,
     commit_applies_settings,
     effect_ledger_counts_every_execution,
+    start_turn_enqueues_claims_and_reads_the_head,
 );
 
 /// Runs every case against `factory`; returns how many ran, or the failed

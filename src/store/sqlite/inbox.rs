@@ -1,4 +1,5 @@
-//! Inbox writes in SQLite: idempotent enqueue and fenced claims.
+//! Starting a turn in SQLite: idempotent enqueue, the lease, fenced claims
+//! and the head, each usable inside one transaction.
 
 use super::rows::{exec, row};
 use super::schema::map_err;
@@ -6,7 +7,8 @@ use super::{SqliteStore, parse_state};
 use crate::model::SessionId;
 use crate::store::rules;
 use crate::store::{
-    Claim, ClaimTarget, Enqueued, InboxEntry, InboxState, Lease, NewInboxEntry, StoreResult,
+    Claim, ClaimTarget, Enqueued, InboxEntry, InboxState, Lease, NewInboxEntry, SessionHead,
+    StoreError, StoreResult,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -85,5 +87,62 @@ impl SqliteStore {
             e.claim_fence = Some(lease.fence);
         }
         Ok(rules::into_claim(taken))
+    }
+
+    /// Takes the lease (see `SessionStore::acquire_lease`).
+    pub(super) fn acquire_in(
+        tx: &Transaction<'_>,
+        session: &SessionId,
+        owner: &str,
+        ttl_ms: u64,
+        now: u64,
+    ) -> StoreResult<Lease> {
+        Self::ensure_session(tx, session)?;
+        let current = Self::lease_row(tx, session)?;
+        let acquired = rules::decide_acquire(session, current.as_ref(), owner, ttl_ms, now)?;
+        if acquired.new_fence {
+            exec(
+                tx,
+                "UPDATE inbox SET state = 'pending', claim_fence = NULL
+                 WHERE session_id = ?1 AND state = 'claimed'",
+                params![session.as_str()],
+            )
+            .map_err(map_err)?;
+        }
+        exec(
+            tx,
+            "INSERT INTO leases (session_id, owner, fence, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (session_id) DO UPDATE SET owner = ?2, fence = ?3, expires_at_ms = ?4",
+            params![
+                session.as_str(),
+                owner,
+                acquired.lease.fence as i64,
+                acquired.lease.expires_at_ms as i64
+            ],
+        )
+        .map_err(map_err)?;
+        Ok(acquired.lease)
+    }
+
+    /// Reads the session head.
+    pub(super) fn head_in(
+        c: &rusqlite::Connection,
+        session: &SessionId,
+    ) -> StoreResult<SessionHead> {
+        let (version, settings, usage): (i64, String, String) = row(
+            c,
+            "SELECT version, settings, usage FROM sessions WHERE id = ?1",
+            params![session.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(map_err)?
+        .ok_or_else(|| StoreError::UnknownSession(session.to_string()))?;
+        Ok(SessionHead {
+            session_id: session.clone(),
+            version: version as u64,
+            settings: rules::decode("session settings", &settings)?,
+            usage: rules::decode("session usage", &usage)?,
+        })
     }
 }

@@ -14,7 +14,7 @@ mod schema;
 use super::rules::{self, StoreOptions};
 use super::*;
 use crate::model::{Message, SessionEvent, SessionId, StoredEvent, TurnOutcome};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, Transaction, params};
 use schema::map_err;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -93,23 +93,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn head(&self, session: &SessionId) -> StoreResult<SessionHead> {
-        self.read(|c| {
-            let (version, settings, usage): (i64, String, String) = row(
-                c,
-                "SELECT version, settings, usage FROM sessions WHERE id = ?1",
-                params![session.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()
-            .map_err(map_err)?
-            .ok_or_else(|| StoreError::UnknownSession(session.to_string()))?;
-            Ok(SessionHead {
-                session_id: session.clone(),
-                version: version as u64,
-                settings: rules::decode("session settings", &settings)?,
-                usage: rules::decode("session usage", &usage)?,
-            })
-        })
+        self.read(|c| Self::head_in(c, session))
     }
 
     async fn messages(
@@ -192,31 +176,7 @@ impl SessionStore for SqliteStore {
         ttl_ms: u64,
     ) -> StoreResult<Lease> {
         let now = self.options.clock.now_ms();
-        self.write(|tx| {
-            Self::ensure_session(tx, session)?;
-            let current = Self::lease_row(tx, session)?;
-            let acquired = rules::decide_acquire(session, current.as_ref(), owner, ttl_ms, now)?;
-            if acquired.new_fence {
-                exec(tx,
-                    "UPDATE inbox SET state = 'pending', claim_fence = NULL
-                     WHERE session_id = ?1 AND state = 'claimed'",
-                    params![session.as_str()],
-                )
-                .map_err(map_err)?;
-            }
-            exec(tx,
-                "INSERT INTO leases (session_id, owner, fence, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (session_id) DO UPDATE SET owner = ?2, fence = ?3, expires_at_ms = ?4",
-                params![
-                    session.as_str(),
-                    owner,
-                    acquired.lease.fence as i64,
-                    acquired.lease.expires_at_ms as i64
-                ],
-            )
-            .map_err(map_err)?;
-            Ok(acquired.lease)
-        })
+        self.write(|tx| Self::acquire_in(tx, session, owner, ttl_ms, now))
     }
 
     async fn renew_lease(&self, lease: &Lease, ttl_ms: u64) -> StoreResult<Lease> {
@@ -281,6 +241,39 @@ impl SessionStore for SqliteStore {
 
     async fn claim(&self, lease: &Lease, target: ClaimTarget) -> StoreResult<Option<Claim>> {
         self.write(|tx| Self::claim_in(tx, lease, &target))
+    }
+
+    async fn start_turn(
+        &self,
+        session: &SessionId,
+        owner: &str,
+        ttl_ms: u64,
+        enqueue: Option<NewInboxEntry>,
+        target: ClaimTarget,
+    ) -> StoreResult<TurnStart> {
+        let payload = match &enqueue {
+            Some(entry) => {
+                rules::check_id("inbox entry id", &entry.id)?;
+                Some(rules::encode_limited(
+                    "inbox entry",
+                    &entry.payload,
+                    self.options.max_payload_bytes,
+                )?)
+            }
+            None => None,
+        };
+        let now = self.options.clock.now_ms();
+        // One write transaction instead of four: the first step of every
+        // turn pays for one commit.
+        self.write(|tx| {
+            if let (Some(entry), Some(payload)) = (&enqueue, &payload) {
+                Self::enqueue_in(tx, session, entry, payload)?;
+            }
+            let lease = Self::acquire_in(tx, session, owner, ttl_ms, now)?;
+            let claim = Self::claim_in(tx, &lease, &target)?;
+            let head = Self::head_in(tx, session)?;
+            Ok(TurnStart { lease, claim, head })
+        })
     }
 
     async fn abandon_claims(&self, session: &SessionId, fence: u64) -> StoreResult<u64> {
