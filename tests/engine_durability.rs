@@ -126,7 +126,7 @@ async fn a_model_answer_too_large_to_record_stops_with_runtime_error_and_the_ses
         "{:?}",
         t.outcome
     );
-    assert!(format!("{:?}", t.outcome).contains("payload_too_large"));
+    assert!(format!("{:?}", t.outcome).contains("step_record_too_large"));
     assert!(
         store.inbox(&sid()).await.unwrap().is_empty(),
         "the input is consumed, not retried"

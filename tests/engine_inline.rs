@@ -263,25 +263,38 @@ async fn bad_input_commits_invalid_input_and_the_session_stays_usable() {
             input_id: None,
             trace_turn_id: None,
         },
-        TurnInput::text("x".repeat(70 * 1024)),
     ];
     for input in bad {
         let t = r.turn(&sid(), input, &CancelToken::new()).await.unwrap();
         assert_eq!(t.outcome.stop_reason(), Some(StopReason::InvalidInput));
         assert!(t.messages.is_empty());
     }
+    // An input over the size limit could never be recorded: it is refused
+    // at the door, and nothing is stored.
+    let before = store.inbox(&sid()).await.unwrap().len();
+    let err = r
+        .turn(
+            &sid(),
+            TurnInput::text("x".repeat(70 * 1024)),
+            &CancelToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "payload_too_large", "{err}");
+    assert_eq!(store.inbox(&sid()).await.unwrap().len(), before);
+    assert_eq!(store.head(&sid()).await.unwrap().version, 3);
     let events = store.events_after(&sid(), 0, 100).await.unwrap();
     let errors = events
         .iter()
         .filter(|e| matches!(&e.event.kind, ratchet::model::EventKind::Error { code, .. } if code == "invalid_input"))
         .count();
-    assert_eq!(errors, 4);
+    assert_eq!(errors, 3);
     let ok = r
         .turn(&sid(), TurnInput::text("hello"), &CancelToken::new())
         .await
         .unwrap();
     assert_eq!(ok.outcome.answer_text(), Some("fine"));
-    assert_eq!(ok.turn_index, 4);
+    assert_eq!(ok.turn_index, 3);
 }
 
 #[tokio::test]
@@ -324,6 +337,7 @@ async fn session_commands_apply_before_the_next_input() {
             &sid(),
             ratchet::store::NewInboxEntry {
                 id: "cmd-1".into(),
+                turn_id: None,
                 payload: ratchet::store::InboxPayload::Command(
                     ratchet::model::SessionCommand::SetSystemPrompt {
                         prompt: "Answer in French.".into(),

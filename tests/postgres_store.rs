@@ -18,6 +18,7 @@ fn sid() -> SessionId {
 
 fn entry(id: &str) -> NewInboxEntry {
     NewInboxEntry {
+        turn_id: None,
         id: id.into(),
         payload: InboxPayload::Input(TurnInput::text("hello")),
     }

@@ -98,13 +98,29 @@ async fn a_durable_turn_runs_end_to_end_and_writes_no_checkpoints() {
     assert_eq!(turn["outcome"]["status"], "finished");
     assert!(turn["outcome"]["text"].as_str().unwrap().contains("395"));
     assert_eq!(turn["receipt"]["version"], 1);
-    // The same input again is a duplicate: nothing new runs.
-    let (status, _) = rig
+    // The same input again is a duplicate: nothing new runs. The same id
+    // with other content is a conflict, and nothing is stored.
+    let (status, dup) = rig
+        .server
+        .call(
+            "s1",
+            "submit",
+            &turn_body("What is 17*23+4? Also remember milk", "in-1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{dup}");
+    assert_eq!(dup["duplicate"], true);
+    let (status, conflict) = rig
         .server
         .call("s1", "submit", &turn_body("What is 17*23+4?", "in-1"))
         .await
         .unwrap();
-    assert_eq!(status, 200);
+    assert_eq!(status, 409, "{conflict}");
+    assert!(
+        conflict.to_string().contains("input_conflict"),
+        "{conflict}"
+    );
     let (status, view) = rig.server.call("s1", "view", &json!(null)).await.unwrap();
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["head"]["version"], 1);

@@ -12,6 +12,7 @@ fn sid(s: &str) -> SessionId {
 
 fn entry(id: &str) -> NewInboxEntry {
     NewInboxEntry {
+        turn_id: None,
         id: id.into(),
         payload: InboxPayload::Input(TurnInput::text("hello")),
     }

@@ -170,7 +170,24 @@ pub async fn dispatch(command: Command) -> Result<()> {
             listen,
             with_floor,
             restate_admin,
-        } => crate::serve::serve(&store, listen, restate_admin, with_floor).await,
+            shutdown_timeout_ms,
+            retry_max_interval_ms,
+            retry_max_attempts,
+            on_max_attempts,
+        } => {
+            let settings = crate::serve::ServeSettings {
+                listen,
+                restate_admin,
+                with_floor,
+                shutdown_timeout: std::time::Duration::from_millis(shutdown_timeout_ms),
+                durable: crate::serve::durable_options(
+                    retry_max_interval_ms,
+                    retry_max_attempts,
+                    &on_max_attempts,
+                )?,
+            };
+            crate::serve::serve(&store, settings).await
+        }
         Command::Replay {
             store,
             recording,

@@ -50,6 +50,34 @@ struct StoreArgs {
     /// `openai:MODEL` (key from OPENAI_API_KEY, base URL from OPENAI_BASE_URL).
     #[arg(long, global = true, default_value = "demo", env = "RATCHET_MODEL")]
     model: String,
+    /// Longest one model call may take; a call over it is a failed attempt,
+    /// retried up to 3 attempts in all, then the turn stops `provider_error`.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 120_000,
+        env = "RATCHET_MODEL_TIMEOUT_MS"
+    )]
+    model_timeout_ms: u64,
+    /// Longest one tool call may take, unless the tool declares its own; a
+    /// timed-out call is retried once (never for `unsafe` tools), then the
+    /// turn stops `tool_failure`.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 60_000,
+        env = "RATCHET_TOOL_TIMEOUT_MS"
+    )]
+    tool_timeout_ms: u64,
+    /// How SQLite syncs a commit: `full` (survives power loss; the default)
+    /// or `normal` (faster; the last commits may be lost on an OS crash).
+    #[arg(
+        long,
+        global = true,
+        default_value = "full",
+        env = "RATCHET_SQLITE_SYNC"
+    )]
+    sqlite_sync: String,
 }
 
 /// Where a durable turn's journal is read from.
@@ -202,6 +230,22 @@ enum Command {
             env = "RATCHET_RESTATE_ADMIN"
         )]
         restate_admin: String,
+        /// On SIGTERM or Ctrl-C: how long in-flight handlers may run on
+        /// before their connections are cut (Restate then retries them).
+        #[arg(long, default_value_t = 30_000, env = "RATCHET_SHUTDOWN_TIMEOUT_MS")]
+        shutdown_timeout_ms: u64,
+        /// Longest delay between Restate's retries of a failed invocation.
+        #[arg(long, default_value_t = 10_000, env = "RATCHET_RETRY_MAX_INTERVAL_MS")]
+        retry_max_interval_ms: u64,
+        /// Attempts before `--on-max-attempts` (default: retry for as long
+        /// as it takes, so no outage kills a turn).
+        #[arg(long, env = "RATCHET_RETRY_MAX_ATTEMPTS")]
+        retry_max_attempts: Option<u64>,
+        /// What a bounded retry policy does at its end: `pause` (an
+        /// operator resumes it) or `kill` (the next invocation of the
+        /// session settles its input as stopped).
+        #[arg(long, default_value = "pause", env = "RATCHET_ON_MAX_ATTEMPTS")]
+        on_max_attempts: String,
     },
     /// Replay a recorded turn against this build, every effect served from
     /// the recording; print `replay ok` or the first divergent step.
@@ -237,7 +281,32 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if refused_input(&e) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// Whether an error refused the user's input, with nothing stored: the
+/// CLI then exits 2, as for a usage error.
+fn refused_input(e: &anyhow::Error) -> bool {
+    use ratchet::engine::EngineError;
+    use ratchet::store::StoreError;
+    let store_refusal = |s: &StoreError| {
+        matches!(
+            s,
+            StoreError::InputConflict { .. }
+                | StoreError::TurnIdTaken { .. }
+                | StoreError::InvalidArgument(_)
+                | StoreError::PayloadTooLarge { .. }
+        )
+    };
+    e.chain().any(|c| match c.downcast_ref::<EngineError>() {
+        Some(EngineError::InvalidInput { .. }) => true,
+        Some(EngineError::Store(s)) => store_refusal(s),
+        _ => c.downcast_ref::<StoreError>().is_some_and(store_refusal),
+    })
 }

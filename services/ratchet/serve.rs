@@ -1,24 +1,52 @@
-//! `ratchet serve`: the Restate endpoint with the `Session` object, on our
-//! own accept loop so every connection has `TCP_NODELAY` (the SDK's server
-//! does not set it, and replies spanning several writes then wait on the
-//! peer's delayed ACK).
+//! `ratchet serve`: the Restate endpoint with the `Session` object, served
+//! by the library's accept loop (`TCP_NODELAY`, graceful shutdown).
 
 use crate::StoreArgs;
-use anyhow::{Context, Result};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use ratchet::restate::Session;
+use anyhow::{Context, Result, bail};
+use ratchet::restate::{DurableOptions, OnMaxAttempts, Session};
 use ratchet::store::DurabilityTier;
 use restate_sdk::endpoint::Endpoint;
-use restate_sdk::hyper::HyperEndpoint;
 use std::net::SocketAddr;
+use std::time::Duration;
 
-/// Serves the endpoint until SIGTERM or Ctrl-C.
-pub async fn serve(
-    args: &StoreArgs,
-    listen: SocketAddr,
-    restate_admin: String,
-    with_floor: bool,
-) -> Result<()> {
+/// What `serve` was asked for, beyond the store and model.
+pub struct ServeSettings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The Restate admin API (`cancel`).
+    pub restate_admin: String,
+    /// Also bind the `Floor` benchmark object.
+    pub with_floor: bool,
+    /// How long in-flight handlers may run on after SIGTERM or Ctrl-C.
+    pub shutdown_timeout: Duration,
+    /// The object's retry policy and timers.
+    pub durable: DurableOptions,
+}
+
+/// The retry policy the flags ask for.
+pub fn durable_options(
+    max_interval_ms: u64,
+    max_attempts: Option<u64>,
+    on_max: &str,
+) -> Result<DurableOptions> {
+    let on_max_attempts = match on_max {
+        "pause" => OnMaxAttempts::Pause,
+        "kill" => OnMaxAttempts::Kill,
+        other => bail!("unknown --on-max-attempts '{other}': use pause or kill"),
+    };
+    if max_interval_ms == 0 || max_attempts == Some(0) {
+        bail!("--retry-max-interval-ms and --retry-max-attempts must be positive");
+    }
+    Ok(DurableOptions {
+        max_interval: Duration::from_millis(max_interval_ms),
+        max_attempts,
+        on_max_attempts,
+        ..DurableOptions::default()
+    })
+}
+
+/// Serves the endpoint until SIGTERM or Ctrl-C, then shuts down gracefully.
+pub async fn serve(args: &StoreArgs, settings: ServeSettings) -> Result<()> {
     let store = crate::setup::open_store(args).await?;
     if store.durability_tier() != DurabilityTier::Durable {
         // Serve anyway: every handler refuses with durable_store_required,
@@ -29,44 +57,32 @@ pub async fn serve(
         );
     }
     let rt = crate::setup::runtime(store, args)?;
-    let session = Session::new(rt).with_admin_url(restate_admin);
-    let mut builder = Endpoint::builder().bind(session);
-    if with_floor {
+    let session = Session::new(rt)
+        .with_admin_url(settings.restate_admin)
+        .with_options(settings.durable);
+    let mut builder = Endpoint::builder().bind(session.definition());
+    if settings.with_floor {
         builder = builder.bind(ratchet::restate::Floor);
     }
-    let endpoint = builder.build();
-    let service = HyperEndpoint::new(endpoint);
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     // One line on stdout tells a supervisor (or a test) where we listen.
     println!("ratchet serve listening on {addr}");
     tracing::info!(%addr, "serving the Restate endpoint");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let service = service.clone();
-                tokio::spawn(async move {
-                    let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
-        }
-    }
+    let report = ratchet::restate::serve(
+        builder.build(),
+        listener,
+        ratchet::restate::termination(),
+        settings.shutdown_timeout,
+    )
+    .await;
+    let cut = report.open - report.finished;
+    // Always said, whatever the log level: a supervisor's record of the stop.
+    eprintln!(
+        "ratchet serve stopped: {} connection(s) open at shutdown, {} finished, {cut} cut at the deadline (Restate retries those)",
+        report.open, report.finished
+    );
     Ok(())
 }

@@ -7,7 +7,9 @@ use ratchet::engine::{EngineConfig, Runtime};
 use ratchet::llm::{DemoModel, ModelProvider, OpenAiClient, OpenAiConfig, ScriptedProvider};
 use ratchet::plugins::PluginSet;
 use ratchet::store::rules::StoreOptions;
-use ratchet::store::{MemoryStore, PostgresStore, SessionStore, SqliteStore, redact_postgres_url};
+use ratchet::store::{
+    MemoryStore, PostgresStore, SessionStore, SqliteStore, SqliteSync, redact_postgres_url,
+};
 use ratchet::tools::{ToolRegistry, builtin_registry};
 use std::path::Path;
 use std::sync::Arc;
@@ -35,13 +37,13 @@ pub fn init_logging() {
 /// Opens the store `--store` names, else the SQLite file `--db` names.
 pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn SessionStore>> {
     let Some(spec) = args.store.as_deref() else {
-        return open_sqlite(&args.db);
+        return open_sqlite(&args.db, &args.sqlite_sync);
     };
     if spec == "memory" {
         return Ok(Arc::new(MemoryStore::new()));
     }
     if let Some(path) = spec.strip_prefix("sqlite:") {
-        return open_sqlite(Path::new(path));
+        return open_sqlite(Path::new(path), &args.sqlite_sync);
     }
     if let Some(url) = spec.strip_prefix("postgres:") {
         // `postgres:postgres://...` or `postgres://...` after the prefix;
@@ -68,12 +70,24 @@ pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn SessionStore>> {
 }
 
 /// Opens a SQLite store, creating its directory when needed.
-fn open_sqlite(path: &Path) -> Result<Arc<dyn SessionStore>> {
+fn open_sqlite(path: &Path, sync: &str) -> Result<Arc<dyn SessionStore>> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the store directory {}", dir.display()))?;
     }
-    Ok(Arc::new(SqliteStore::open(path)?))
+    let options = StoreOptions {
+        sqlite_sync: sqlite_sync(sync)?,
+        ..StoreOptions::default()
+    };
+    Ok(Arc::new(SqliteStore::open_with(path, options)?))
+}
+
+fn sqlite_sync(spec: &str) -> Result<SqliteSync> {
+    match spec {
+        "full" => Ok(SqliteSync::Full),
+        "normal" => Ok(SqliteSync::Normal),
+        other => bail!("unknown --sqlite-sync '{other}': use full or normal"),
+    }
 }
 
 /// The model named by a `--model` spec; a script naming a tool the
@@ -114,6 +128,9 @@ pub fn runtime(store: Arc<dyn SessionStore>, args: &StoreArgs) -> Result<Runtime
     if args.lease_ttl_ms < 100 {
         bail!("--lease-ttl-ms must be at least 100");
     }
+    if args.model_timeout_ms == 0 || args.tool_timeout_ms == 0 {
+        bail!("--model-timeout-ms and --tool-timeout-ms must be positive");
+    }
     Ok(Runtime {
         store,
         model: model_from_spec(&args.model, &tools)?,
@@ -122,6 +139,8 @@ pub fn runtime(store: Arc<dyn SessionStore>, args: &StoreArgs) -> Result<Runtime
         clock: clock::system(),
         config: EngineConfig {
             lease_ttl_ms: args.lease_ttl_ms,
+            model_timeout_ms: args.model_timeout_ms,
+            tool_timeout_ms: args.tool_timeout_ms,
             ..EngineConfig::default()
         },
     })

@@ -67,6 +67,7 @@ async fn enqueue_and_claim(
 ) -> HarnessResult<(crate::store::Lease, crate::store::Claim)> {
     let entry = NewInboxEntry {
         id: id.to_string(),
+        turn_id: None,
         payload: InboxPayload::Input(TurnInput::text("seed")),
     };
     store.enqueue(session, entry).await.map_err(err)?;
@@ -100,6 +101,8 @@ fn commit(
         events: Vec::new(),
         settings: None,
         keep_lease: false,
+        started_at_ms: 0,
+        finished_at_ms: 0,
     }
 }
 

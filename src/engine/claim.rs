@@ -3,11 +3,14 @@
 //! version history is read at. An agent frame instead continues under the
 //! lease its root turn kept, with the frame's task as its input.
 
-use super::{TurnCx, step_err};
+use super::{ALREADY_COMMITTED, NOT_NEXT, TurnCx, step_err};
 use crate::hash::digest;
 use crate::journal::{JournalError, StepError};
 use crate::model::{SessionCommand, TurnInput};
-use crate::store::{ClaimTarget, InboxPayload, Lease, NewInboxEntry, SessionSettings};
+use crate::store::{
+    ClaimTarget, Enqueued, InboxEntry, InboxPayload, InboxState, Lease, NewInboxEntry,
+    SessionSettings,
+};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 
@@ -32,6 +35,11 @@ pub struct ClaimRecord {
     pub settings_changed: bool,
     /// When the turn started (the injected clock, read inside the step).
     pub started_at_ms: u64,
+    /// The input was claimed before by an invocation that ended without
+    /// committing it (see `rules::select_claim`); on the durable tier the
+    /// turn is settled as stopped instead of run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub orphaned: bool,
 }
 
 /// Where a turn's input comes from.
@@ -74,6 +82,7 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
                     input.input_id = Some(input_id.to_string());
                     NewInboxEntry {
                         id: input_id.to_string(),
+                        turn_id: Some(cx.turn.to_string()),
                         payload: InboxPayload::Input(input),
                     }
                 });
@@ -87,13 +96,7 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
                 cx.lease_until.store(lease.expires_at_ms, Ordering::SeqCst);
                 let Some(claim) = start.claim else {
                     rt.store.release_lease(&lease).await.map_err(step_err)?;
-                    return Err(StepError::Terminal {
-                        code: "input_not_pending".into(),
-                        message: format!(
-                            "input '{input_id}' is not pending in session '{}'",
-                            cx.session
-                        ),
-                    });
+                    return Err(not_claimed(cx, input_id, start.enqueued, start.next_live));
                 };
                 let InboxPayload::Input(input) = claim.input.payload.clone() else {
                     return Err(StepError::Terminal {
@@ -119,6 +122,7 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
                     commands,
                     settings,
                     started_at_ms: rt.clock.now_ms(),
+                    orphaned: claim.orphaned_from.is_some(),
                 })
             })
             .await
@@ -147,9 +151,40 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
                     settings: settings.clone(),
                     settings_changed: false,
                     started_at_ms: rt.clock.now_ms(),
+                    orphaned: false,
                 })
             })
             .await
         }
+    }
+}
+
+/// Why the target input was not claimed, as a terminal step error: it
+/// committed already (the session service answers with that result), an
+/// earlier input must run first (FIFO), or it is not in the inbox at all.
+fn not_claimed(
+    cx: &TurnCx<'_>,
+    input_id: &str,
+    enqueued: Option<Enqueued>,
+    next_live: Option<InboxEntry>,
+) -> StepError {
+    if let Some(e) = enqueued.filter(|e| e.entry.state == InboxState::Completed) {
+        return StepError::Terminal {
+            code: ALREADY_COMMITTED.into(),
+            message: e.entry.turn_id.unwrap_or_else(|| cx.turn.to_string()),
+        };
+    }
+    if let Some(next) = next_live.filter(|n| n.id != input_id) {
+        return StepError::Terminal {
+            code: NOT_NEXT.into(),
+            message: format!("input '{}' must run before '{input_id}'", next.id),
+        };
+    }
+    StepError::Terminal {
+        code: "input_not_pending".into(),
+        message: format!(
+            "input '{input_id}' is not pending in session '{}'",
+            cx.session
+        ),
     }
 }

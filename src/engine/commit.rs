@@ -7,8 +7,9 @@
 use super::TurnCx;
 use super::claim::ClaimRecord;
 use super::finalize::FinalizeRecord;
+use super::finalize::stopped_events;
 use crate::journal::{JournalError, StepError};
-use crate::model::{Message, Usage};
+use crate::model::{Message, StopReason, TurnOutcome, Usage};
 use crate::store::{CommitReceipt, CommitRequest, StoreError, rules};
 
 /// Runs the commit step.
@@ -19,7 +20,6 @@ pub async fn run(
     messages: &[Message],
     usage: Usage,
 ) -> Result<CommitReceipt, JournalError> {
-    let rt = cx.rt;
     let request = CommitRequest {
         session_id: cx.session.clone(),
         turn_id: cx.turn.to_string(),
@@ -32,9 +32,49 @@ pub async fn run(
         events: fin.events.clone(),
         settings: claim.settings_changed.then(|| claim.settings.clone()),
         keep_lease: fin.keep_lease,
+        started_at_ms: claim.started_at_ms,
+        finished_at_ms: fin.finished_at_ms,
     };
+    commit_step(cx, "commit", claim, request).await
+}
+
+/// Settles a turn whose own finalize or commit failed for good: commits
+/// `Stopped(RuntimeError)` with no messages, only its events, so the input
+/// completes in its FIFO place and the next one runs. Step `settle`.
+pub async fn settle(
+    cx: &TurnCx<'_>,
+    claim: &ClaimRecord,
+    message: String,
+) -> Result<(CommitReceipt, TurnOutcome), JournalError> {
+    let outcome = TurnOutcome::stopped(StopReason::RuntimeError, message);
+    let request = CommitRequest {
+        session_id: cx.session.clone(),
+        turn_id: cx.turn.to_string(),
+        lease: claim.lease.clone(),
+        base_version: claim.base_version,
+        messages: Vec::new(),
+        outcome: outcome.clone(),
+        usage: Usage::default(),
+        completed_entries: claim.claimed_ids.clone(),
+        events: stopped_events(cx.turn.as_str(), claim.base_version, &outcome),
+        settings: claim.settings_changed.then(|| claim.settings.clone()),
+        keep_lease: false,
+        started_at_ms: claim.started_at_ms,
+        finished_at_ms: claim.started_at_ms,
+    };
+    let receipt = commit_step(cx, "settle", claim, request).await?;
+    Ok((receipt, outcome))
+}
+
+async fn commit_step(
+    cx: &TurnCx<'_>,
+    name: &str,
+    claim: &ClaimRecord,
+    request: CommitRequest,
+) -> Result<CommitReceipt, JournalError> {
+    let rt = cx.rt;
     let hash = rules::commit_hash(&request);
-    cx.step("commit", &hash, async move {
+    cx.step(name, &hash, async move {
         match rt.store.commit(&request).await {
             Ok(receipt) => Ok(receipt),
             Err(e @ (StoreError::LeaseLost { .. } | StoreError::VersionConflict { .. })) => {

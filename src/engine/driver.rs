@@ -9,8 +9,7 @@ use super::prepare::{self, PrepareRecord, Verdict};
 use super::{
     CancelToken, EngineError, Runtime, TurnCx, TurnRequest, TurnResult, commit, runtime_failure,
 };
-use crate::journal::Journal;
-use crate::journal::JournalError;
+use crate::journal::{Journal, JournalError, JournalTier};
 use crate::model::StopReason;
 use crate::model::{TurnId, TurnOutcome, Usage};
 use crate::plugins::TurnPersisted;
@@ -115,12 +114,17 @@ async fn run_phases(
     mode: RunMode,
 ) -> Result<TurnResult, EngineError> {
     let rt = cx.rt;
-    let prep = match prepare::run(cx, claim)
-        .instrument(tracing::debug_span!("prepare"))
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => rejected_prepare(e)?,
+    let settle_orphan = claim.orphaned && cx.journal.tier() == JournalTier::Durable;
+    let prep = if settle_orphan {
+        orphan_prepare()
+    } else {
+        match prepare::run(cx, claim)
+            .instrument(tracing::debug_span!("prepare"))
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => rejected_prepare(e)?,
+        }
     };
     let effects = match &prep.verdict {
         Verdict::Accepted => {
@@ -145,6 +149,9 @@ async fn run_phases(
             .await
         {
             Err(JournalError::Cancelled) => continue,
+            Err(e) if runtime_failure(&e).is_some() => {
+                return settle(cx, claim, &e).await;
+            }
             other => fin = Some(other?),
         }
         break;
@@ -157,6 +164,9 @@ async fn run_phases(
             .await
         {
             Err(JournalError::Cancelled) => continue,
+            Err(e) if runtime_failure(&e).is_some() => {
+                return settle(cx, claim, &e).await;
+            }
             other => receipt = Some(other?),
         }
         break;
@@ -189,6 +199,51 @@ async fn run_phases(
         receipt,
         started_at_ms: claim.started_at_ms,
         duration_ms: fin.finished_at_ms.saturating_sub(claim.started_at_ms),
+        frames: Vec::new(),
+    })
+}
+
+/// What the turn of an orphaned input records instead of preparing: the
+/// invocation that claimed it ended without committing, and its effects may
+/// have run, so it is settled as stopped and not run again (DESIGN.md,
+/// "Every end of an invocation is settled").
+fn orphan_prepare() -> PrepareRecord {
+    PrepareRecord {
+        user_message: None,
+        verdict: Verdict::Rejected {
+            reason: StopReason::Incomplete,
+            message: ORPHANED.into(),
+        },
+        system_prompt: String::new(),
+        context_start: 0,
+    }
+}
+
+/// The stop message of a settled orphan.
+pub const ORPHANED: &str = "the invocation running this turn ended without committing it \
+     (killed, or out of retries); it is settled, not run again, because its effects may \
+     already have happened";
+
+/// Commits a turn whose finalize or commit failed for good as
+/// `Stopped(RuntimeError)`, so its input leaves the inbox in its place.
+async fn settle(
+    cx: &TurnCx<'_>,
+    claim: &ClaimRecord,
+    failure: &JournalError,
+) -> Result<TurnResult, EngineError> {
+    let message = runtime_failure(failure).unwrap_or_else(|| failure.to_string());
+    tracing::warn!(error = %message, "turn failed for good; settling it as stopped");
+    let (receipt, outcome) = commit::settle(cx, claim, message).await?;
+    Ok(TurnResult {
+        session_id: cx.session.to_string(),
+        turn_id: cx.turn.to_string(),
+        turn_index: claim.base_version,
+        outcome,
+        messages: Vec::new(),
+        usage: Usage::default(),
+        receipt,
+        started_at_ms: claim.started_at_ms,
+        duration_ms: 0,
         frames: Vec::new(),
     })
 }

@@ -291,7 +291,19 @@ impl Loop<'_, '_> {
                     .count_effect(cx.session, &effect_key)
                     .await
                     .map_err(step_err)?;
-                match rt.model.complete(&request).await {
+                let timeout = Duration::from_millis(rt.config.model_timeout_ms);
+                let called = match tokio::time::timeout(timeout, rt.model.complete(&request)).await
+                {
+                    Ok(result) => result,
+                    Err(_) => Err(crate::llm::ProviderError {
+                        message: format!(
+                            "model call timed out after {} ms",
+                            rt.config.model_timeout_ms
+                        ),
+                        retryable: true,
+                    }),
+                };
+                match called {
                     Ok(resp) => {
                         let mut usage = resp.usage;
                         usage.model_calls = 1;
@@ -343,10 +355,6 @@ impl Loop<'_, '_> {
             if cx.cancel.is_cancelled() {
                 return Ok(ToolRecord::Cancelled);
             }
-            rt.store
-                .count_effect(cx.session, &format!("tool:{}:{call_id}", cx.turn))
-                .await
-                .map_err(step_err)?;
             let ctx = ToolContext {
                 session_id: cx.session.clone(),
                 turn_id: cx.turn.to_string(),
@@ -355,11 +363,40 @@ impl Loop<'_, '_> {
                 store: rt.store.clone(),
                 clock: rt.clock.clone(),
             };
-            Ok(match rt.tools.invoke(&ctx, name, args.clone()).await {
-                Ok(out) => ToolRecord::Output(out),
-                Err(e) => ToolRecord::Fatal {
-                    message: e.to_string(),
-                },
+            let timeout_ms = rt.tools.timeout_ms(name, rt.config.tool_timeout_ms);
+            let policy = &rt.config.tool_retry;
+            let attempts = if rt.tools.retry_safe(name) {
+                policy.attempts.max(1)
+            } else {
+                1
+            };
+            let mut backoff = policy.initial_backoff_ms;
+            for attempt in 1..=attempts {
+                rt.store
+                    .count_effect(cx.session, &format!("tool:{}:{call_id}", cx.turn))
+                    .await
+                    .map_err(step_err)?;
+                let call = rt.tools.invoke(&ctx, name, args.clone());
+                match tokio::time::timeout(Duration::from_millis(timeout_ms), call).await {
+                    Ok(Ok(out)) => return Ok(ToolRecord::Output(out)),
+                    Ok(Err(e)) => {
+                        return Ok(ToolRecord::Fatal {
+                            message: e.to_string(),
+                        });
+                    }
+                    Err(_) if attempt < attempts => {
+                        tracing::warn!(attempt, tool = name, "tool call timed out; retrying");
+                        tokio::time::sleep(Duration::from_millis(backoff)).await;
+                        backoff = (backoff * 2).min(policy.max_backoff_ms);
+                        if cx.cancel.is_cancelled() {
+                            return Ok(ToolRecord::Cancelled);
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            Ok(ToolRecord::Fatal {
+                message: format!("timed out after {attempts} attempt(s) of {timeout_ms} ms"),
             })
         })
         .await

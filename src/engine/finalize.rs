@@ -154,3 +154,19 @@ fn derive_events(turn: &str, facts: &EventFacts, outcome: &TurnOutcome) -> Vec<S
         .map(|(seq, kind)| SessionEvent::new(turn, seq, kind))
         .collect()
 }
+
+/// The events of a turn stopped before it ran any effect: started, the
+/// error, committed.
+pub(crate) fn stopped_events(
+    turn: &str,
+    base_version: u64,
+    outcome: &TurnOutcome,
+) -> Vec<SessionEvent> {
+    let facts = EventFacts {
+        base_version,
+        commands: Vec::new(),
+        tool_events: Vec::new(),
+        usage: Usage::default(),
+    };
+    derive_events(turn, &facts, outcome)
+}

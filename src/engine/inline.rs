@@ -2,12 +2,15 @@
 //! the store, so a turn whose process died can be resumed and any turn can
 //! be exported as a recording and replayed offline.
 
-use super::{CancelToken, EngineError, RunMode, Runtime, TurnRequest, TurnResult, run_turn};
+use super::{
+    CancelToken, EngineError, RunMode, Runtime, Sessions, StoreReads, TurnRequest, TurnResult,
+    run_turn,
+};
 use crate::journal::{
     CheckpointJournal, JournalError, RECORDING_FORMAT, Recording, ReplayJournal, StepRecord,
 };
 use crate::model::{SessionId, TurnId, TurnInput};
-use crate::store::{Enqueued, InboxPayload, InboxState, NewInboxEntry, StoreError};
+use crate::store::{Enqueued, InboxPayload, NewInboxEntry, StoreError};
 use std::sync::Arc;
 
 /// Runs turns in-process as one lease owner.
@@ -63,89 +66,92 @@ impl InlineRunner {
     }
 
     /// Adds an input to the session's inbox (idempotent by input id; a
-    /// fresh id is made when the input has none).
+    /// fresh id is made when the input has none). Refuses, with nothing
+    /// stored, an input that could never run (see [`super::admit`]), one
+    /// whose id names other content, and a turn id already taken.
     pub async fn submit(
         &self,
         session: &SessionId,
         input: TurnInput,
     ) -> Result<Enqueued, EngineError> {
-        let id = match &input.input_id {
-            Some(id) => id.clone(),
-            None => format!("in-{}", uuid::Uuid::new_v4()),
-        };
-        let mut input = input;
-        input.input_id = Some(id.clone());
+        let admitted = self.admit(input)?;
         Ok(self
             .rt
             .store
             .enqueue(
                 session,
                 NewInboxEntry {
-                    id,
-                    payload: InboxPayload::Input(input),
+                    id: admitted.input_id,
+                    turn_id: Some(admitted.turn_id.to_string()),
+                    payload: InboxPayload::Input(admitted.input),
                 },
             )
             .await?)
     }
 
-    /// Enqueues `input` and runs it as a turn now.
+    fn admit(&self, input: TurnInput) -> Result<super::Admitted, EngineError> {
+        super::admit(input, self.rt.config.max_input_bytes, || {
+            format!("in-{}", uuid::Uuid::new_v4())
+        })
+    }
+
+    fn sessions<'a>(
+        &'a self,
+        journal: &'a CheckpointJournal,
+        reads: &'a StoreReads<'a>,
+        cancel: &'a CancelToken,
+    ) -> Sessions<'a> {
+        Sessions {
+            rt: &self.rt,
+            journal,
+            reads,
+            owner: &self.owner,
+            cancel,
+        }
+    }
+
+    /// Enqueues `input` and runs it as a turn now, after any earlier
+    /// inputs of the session. An input id that already committed answers
+    /// with the committed result; nothing runs again.
     pub async fn turn(
         &self,
         session: &SessionId,
         input: TurnInput,
         cancel: &CancelToken,
     ) -> Result<TurnResult, EngineError> {
-        let trace = input.trace_turn_id.clone();
         let enqueued = self.submit(session, input).await?;
-        if enqueued.duplicate && enqueued.entry.state == InboxState::Completed {
-            return Err(EngineError::InvalidRequest(format!(
-                "input '{}' was already processed",
-                enqueued.entry.id
-            )));
-        }
-        self.run_entry(session, &enqueued.entry.id, trace.as_deref(), cancel)
+        let turn_id = TurnId::new(
+            enqueued
+                .entry
+                .turn_id
+                .clone()
+                .unwrap_or_else(|| format!("turn-{}", enqueued.entry.id)),
+        )
+        .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+        let journal = CheckpointJournal::new(self.rt.store.clone(), session.clone());
+        let reads = StoreReads(&self.rt);
+        self.sessions(&journal, &reads, cancel)
+            .run_input(session, &enqueued.entry.id, &turn_id, None)
             .await
     }
 
-    async fn run_entry(
-        &self,
-        session: &SessionId,
-        input_id: &str,
-        trace: Option<&str>,
-        cancel: &CancelToken,
-    ) -> Result<TurnResult, EngineError> {
-        let request = TurnRequest {
-            session_id: session.clone(),
-            input_id: input_id.to_string(),
-            turn_id: TurnRequest::turn_id_for(input_id, trace)?,
-            owner: self.owner.clone(),
-            enqueue: None,
-        };
-        let journal = CheckpointJournal::new(self.rt.store.clone(), session.clone());
-        run_turn(&self.rt, &journal, &request, cancel, RunMode::Live).await
-    }
-
-    /// Runs every pending input, oldest first.
+    /// Runs pending inputs, oldest first, until none is left or `cancel`
+    /// fires: the turn running then commits `Stopped(Cancelled)` and the
+    /// rest stay pending.
     pub async fn drain(
         &self,
         session: &SessionId,
         cancel: &CancelToken,
     ) -> Result<Vec<TurnResult>, EngineError> {
+        let journal = CheckpointJournal::new(self.rt.store.clone(), session.clone());
+        let reads = StoreReads(&self.rt);
+        let sessions = self.sessions(&journal, &reads, cancel);
         let mut done = Vec::new();
-        loop {
-            let inbox = self.rt.store.inbox(session).await?;
-            let next = inbox.iter().find(|e| {
-                e.state == InboxState::Pending && matches!(e.payload, InboxPayload::Input(_))
-            });
-            let Some(entry) = next else { break };
-            let trace = match &entry.payload {
-                InboxPayload::Input(i) => i.trace_turn_id.clone(),
-                InboxPayload::Command(_) => None,
-            };
-            done.push(
-                self.run_entry(session, &entry.id, trace.as_deref(), cancel)
-                    .await?,
-            );
+        while !cancel.is_cancelled() {
+            match sessions.run_next(session).await? {
+                Some(result) => done.push(result),
+                None => break,
+            }
         }
         Ok(done)
     }

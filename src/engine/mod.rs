@@ -9,6 +9,7 @@
 //! the turn id and ordinals; each step's input hash covers what the turn
 //! decided, not history bytes, so journals stay small and replay offline.
 
+pub mod admission;
 pub mod claim;
 pub mod commit;
 mod context;
@@ -17,8 +18,11 @@ pub mod effect_loop;
 pub mod finalize;
 pub mod inline;
 pub mod prepare;
+pub mod service;
 
+pub use admission::{Admitted, admit};
 pub use driver::{RunMode, run_turn};
+pub use service::{NextInput, SessionReads, Sessions, StoreReads};
 
 use crate::clock::SharedClock;
 use crate::fault;
@@ -73,6 +77,17 @@ pub struct EngineConfig {
     pub max_context_messages: u32,
     /// Agent frames followed from one root turn.
     pub max_frames: u32,
+    /// Longest a model call may take before it counts as a failed attempt.
+    pub model_timeout_ms: u64,
+    /// Longest a tool call may take, unless the tool declares its own.
+    pub tool_timeout_ms: u64,
+    /// How a timed-out tool call is retried (same idempotency key). Tools
+    /// of class `Unsafe` are never retried: a repeat could repeat the effect.
+    pub tool_retry: RetryPolicy,
+    /// Largest step record, in bytes of JSON. A step whose record is larger
+    /// fails terminally and the turn commits `Stopped(RuntimeError)`; kept
+    /// well below Restate's message limit so the journal can always take it.
+    pub max_step_record_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -86,7 +101,44 @@ impl Default for EngineConfig {
                 .into(),
             max_context_messages: 200,
             max_frames: 4,
+            model_timeout_ms: 120_000,
+            tool_timeout_ms: 60_000,
+            tool_retry: RetryPolicy {
+                attempts: 2,
+                initial_backoff_ms: 200,
+                max_backoff_ms: 2_000,
+            },
+            max_step_record_bytes: 256 * 1024,
         }
+    }
+}
+
+impl RetryPolicy {
+    /// The longest `attempts` calls of at most `timeout_ms` each, with the
+    /// backoff between them, can take.
+    pub fn worst_case_ms(&self, timeout_ms: u64) -> u64 {
+        let attempts = u64::from(self.attempts.max(1));
+        let mut backoff = self.initial_backoff_ms;
+        let mut waits = 0u64;
+        for _ in 1..attempts {
+            waits = waits.saturating_add(backoff);
+            backoff = backoff.saturating_mul(2).min(self.max_backoff_ms);
+        }
+        attempts.saturating_mul(timeout_ms).saturating_add(waits)
+    }
+}
+
+impl EngineConfig {
+    /// The longest any one step of a turn can run: the model step with all
+    /// its attempts, or the slowest tool with its retries. The Restate
+    /// handler timers are derived from it, so the orchestrator never aborts
+    /// a step that is still within its own timeouts.
+    pub fn step_budget_ms(&self, tools: &ToolRegistry) -> u64 {
+        let model = self.provider_retry.worst_case_ms(self.model_timeout_ms);
+        let tool = self
+            .tool_retry
+            .worst_case_ms(tools.longest_timeout_ms(self.tool_timeout_ms));
+        model.max(tool)
     }
 }
 
@@ -206,6 +258,14 @@ pub enum EngineError {
     /// The request itself is malformed.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// An input refused at the door: nothing was stored.
+    #[error("{message}")]
+    InvalidInput {
+        /// `invalid_input` or `payload_too_large`.
+        code: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A store call outside any step failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -218,6 +278,7 @@ impl EngineError {
             EngineError::Journal(e) => e.code(),
             EngineError::DurableStoreRequired { .. } => "durable_store_required".into(),
             EngineError::InvalidRequest(_) => "invalid_request".into(),
+            EngineError::InvalidInput { code, .. } => (*code).into(),
             EngineError::Store(e) => e.code().into(),
         }
     }
@@ -284,15 +345,31 @@ impl TurnCx<'_> {
         }
     }
 
-    /// Runs a step, passing the fault points before and after it.
+    /// Runs a step, passing the fault points before and after it. A record
+    /// over `max_step_record_bytes` fails the step terminally, before the
+    /// journal ever sees it.
     pub async fn step<T, F>(&self, base: &str, input_hash: &str, body: F) -> Result<T, JournalError>
     where
         T: Serialize + DeserializeOwned,
         F: Future<Output = Result<T, StepError>> + Send,
     {
         let name = self.step_name(base);
+        let max = self.rt.config.max_step_record_bytes;
+        let capped = async move {
+            let out = body.await?;
+            let size = serde_json::to_vec(&out)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX);
+            if size > max {
+                return Err(StepError::Terminal {
+                    code: "step_record_too_large".into(),
+                    message: format!("the step's record is {size} bytes, over the limit of {max}"),
+                });
+            }
+            Ok(out)
+        };
         fault::point("before", &name);
-        let out = run_step(self.journal, self.turn, &name, input_hash, body).await?;
+        let out = run_step(self.journal, self.turn, &name, input_hash, capped).await?;
         fault::point("after", &name);
         fault::pause("after", &name).await;
         Ok(out)
@@ -316,6 +393,36 @@ pub(crate) fn runtime_failure(e: &JournalError) -> Option<String> {
             Some(format!("{}: {e}", e.code()))
         }
         _ => None,
+    }
+}
+
+/// What a turn that did not run tells the session service: its input has
+/// already committed (as the turn named), or an earlier input must run first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deferred {
+    /// The input committed before; the message is its turn id.
+    AlreadyCommitted(String),
+    /// An earlier input of the session is still live.
+    NotNext,
+}
+
+/// Step error codes that carry a [`Deferred`] signal through the journal.
+pub(crate) const ALREADY_COMMITTED: &str = "input_already_committed";
+pub(crate) const NOT_NEXT: &str = "input_not_next";
+
+impl EngineError {
+    /// The deferral this error signals, if it is one.
+    pub fn deferred(&self) -> Option<Deferred> {
+        match self {
+            EngineError::Journal(JournalError::Step(StepError::Terminal { code, message })) => {
+                match code.as_str() {
+                    ALREADY_COMMITTED => Some(Deferred::AlreadyCommitted(message.clone())),
+                    NOT_NEXT => Some(Deferred::NotNext),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
     }
 }
 

@@ -106,11 +106,17 @@ pub async fn recording(admin_url: &str, invocation: &str) -> Result<Recording, A
     }
     // Steps are the runs whose result is a step record; the handler's own
     // runs (enqueue, next_input, ...) are not part of the turn.
-    let steps: Vec<StepRecord> = order
+    let mut steps: Vec<StepRecord> = order
         .iter()
         .filter_map(|n| results.get(n))
         .filter_map(|bytes| serde_json::from_slice::<StepRecord>(bytes).ok())
         .collect();
+    // An invocation may first run earlier inputs of its session (FIFO) or
+    // settle an orphan: the recording is its own input's turn, the last
+    // root claim and what follows it.
+    if let Some(last_root) = steps.iter().rposition(|s| s.step == "claim") {
+        steps.drain(..last_root);
+    }
     let Some(first) = steps.first() else {
         return Err(AdminError(format!(
             "invocation {invocation} journaled no turn steps (yet)"

@@ -6,9 +6,15 @@
 pub mod admin;
 mod floor;
 mod journal;
+mod options;
 pub mod schemas;
+mod serve;
 mod session;
+mod view;
 
 pub use floor::Floor;
 pub use journal::RestateJournal;
-pub use session::{CancelReply, Session, SessionClient, SessionView, SubmitReply, TurnBody};
+pub use options::{DurableOptions, OnMaxAttempts};
+pub use serve::{ShutdownReport, serve, termination};
+pub use session::{CancelReply, Session, SessionClient, SubmitReply, TurnBody, status_of};
+pub use view::SessionView;

@@ -1,21 +1,25 @@
 //! The `Session` virtual object, keyed by session id. `turn` and `drain`
-//! are exclusive and run turns; `submit`, `view` and `cancel` are shared.
-//! The lease owner is the invocation id, stable across retries, so a
-//! re-invoked turn re-acquires its own lease.
+//! are exclusive and run turns through the engine's session service;
+//! `submit`, `view` and `cancel` are shared. The lease owner is the
+//! invocation id, stable across retries, so a re-invoked turn re-acquires
+//! its own lease, and one found held by another invocation id belongs to an
+//! invocation that has ended (Restate never overlaps exclusive handlers of
+//! one key): its claimed input is settled before any later input runs.
 
 use super::RestateJournal;
+use super::options::DurableOptions;
+use super::view::{SessionView, view_of};
+use crate::engine::service::{read_committed, read_next_input};
 use crate::engine::{
-    CancelToken, EngineError, RunMode, Runtime, TurnRequest, TurnResult, run_turn,
+    CancelToken, EngineError, NextInput, Runtime, SessionReads, Sessions, TurnResult, admit,
 };
-use crate::model::{SessionId, TurnInput};
-use crate::store::SessionStore;
-use crate::store::{
-    DurabilityTier, InboxEntry, InboxPayload, InboxState, NewInboxEntry, SessionHead, StoredMessage,
-};
+use crate::model::{SessionId, TurnId, TurnInput};
+use crate::store::{DurabilityTier, InboxPayload, NewInboxEntry, StoreError};
+use async_trait::async_trait;
 use restate_sdk::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::time::Duration;
 
 /// Request of `turn` and `submit`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -30,7 +34,7 @@ pub struct TurnBody {
 pub struct SubmitReply {
     /// The input id (given, or derived from the invocation).
     pub input_id: String,
-    /// Whether the id was already known.
+    /// Whether the id was already known (with the same content).
     pub duplicate: bool,
     /// FIFO position in the session's inbox.
     pub position: u64,
@@ -48,31 +52,28 @@ pub struct CancelReply {
     pub message: String,
 }
 
-/// Reply of `view`.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct SessionView {
-    /// The head.
-    pub head: SessionHead,
-    /// The most recent messages (up to 50).
-    pub recent_messages: Vec<StoredMessage>,
-    /// Inputs and commands not yet completed.
-    pub pending: Vec<InboxEntry>,
-}
-
 /// The Restate virtual object running a session's turns.
 pub struct Session {
     rt: Runtime,
     admin_url: String,
     http: reqwest::Client,
+    options: DurableOptions,
 }
 
 impl Session {
     /// A session object over a runtime whose store must be durable.
     pub fn new(rt: Runtime) -> Self {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
         Session {
             rt,
             admin_url: "http://127.0.0.1:9070".into(),
-            http: reqwest::Client::new(),
+            http,
+            options: DurableOptions::default(),
         }
     }
 
@@ -81,39 +82,118 @@ impl Session {
         self.admin_url = url.into().trim_end_matches('/').to_string();
         self
     }
-}
 
-fn terminal(e: EngineError) -> HandlerError {
-    let code = e.code();
-    let status = match code.as_str() {
-        "invalid_request" | "input_not_pending" | "durable_store_required" | "invalid_argument" => {
-            400
-        }
-        "unknown_session" => 404,
-        "payload_too_large" => 413,
-        "journal_mismatch" => 500,
-        "session_execution_lease_lost" => 409,
-        _ => 500,
-    };
-    if e.is_retryable() {
-        return HandlerError::from(format!("{code}: {e}"));
+    /// How Restate retries the object's invocations and times its handlers.
+    pub fn with_options(mut self, options: DurableOptions) -> Self {
+        self.options = options;
+        self
     }
-    TerminalError::new_with_code(status, format!("{code}: {e}")).into()
+
+    /// The object as a service definition to bind into an endpoint, with
+    /// its retry policy and its handler timers derived from the engine's
+    /// model and tool timeouts (see [`DurableOptions::service_options`]).
+    pub fn definition(self) -> restate_sdk::service::ServiceDefinition {
+        use restate_sdk::service::IntoServiceDefinition;
+        let options = self.options.service_options(&self.rt);
+        self.into_service_definition().options(options)
+    }
 }
 
-fn store_err(e: crate::store::StoreError) -> HandlerError {
-    terminal(EngineError::Store(e))
+/// The HTTP status an error code answers with.
+pub fn status_of(code: &str) -> u16 {
+    match code {
+        "invalid_request"
+        | "invalid_input"
+        | "input_not_pending"
+        | "durable_store_required"
+        | "invalid_argument" => 400,
+        "unknown_session" => 404,
+        "input_conflict" | "turn_id_conflict" | "session_execution_lease_lost" => 409,
+        "payload_too_large" => 413,
+        _ => 500,
+    }
+}
+
+/// An error message that names its code once.
+fn coded(code: &str, message: String) -> String {
+    if message.starts_with(code) {
+        message
+    } else {
+        format!("{code}: {message}")
+    }
+}
+
+fn handler_error(e: EngineError) -> HandlerError {
+    let code = e.code();
+    let message = coded(&code, e.to_string());
+    if e.is_retryable() {
+        return HandlerError::from(message);
+    }
+    TerminalError::new_with_code(status_of(&code), message).into()
+}
+
+fn store_err(e: StoreError) -> HandlerError {
+    handler_error(EngineError::Store(e))
 }
 
 fn session_id(key: &str) -> Result<SessionId, HandlerError> {
     SessionId::new(key).map_err(|e| TerminalError::new_with_code(400, e.to_string()).into())
 }
 
+/// The inbox reads between turns, each a journaled step of the invocation.
+struct RestateReads<'a> {
+    ctx: &'a ObjectContext<'a>,
+    rt: &'a Runtime,
+}
+
+#[async_trait]
+impl SessionReads for RestateReads<'_> {
+    async fn next_input(&self, session: &SessionId) -> Result<Option<NextInput>, EngineError> {
+        let ctx: &ObjectContext<'_> = self.ctx;
+        let store = self.rt.store.clone();
+        let next = ctx
+            .run(|| async move {
+                let next = read_next_input(store.as_ref(), session)
+                    .await
+                    .map_err(store_err)?;
+                Ok(Json(next))
+            })
+            .name("next_input")
+            .await
+            .map_err(terminal_to_engine)?;
+        Ok(next.into_inner())
+    }
+
+    async fn committed(
+        &self,
+        session: &SessionId,
+        turn_id: &str,
+    ) -> Result<Option<TurnResult>, EngineError> {
+        let ctx: &ObjectContext<'_> = self.ctx;
+        let rt = self.rt;
+        let found = ctx
+            .run(|| async move {
+                let found = read_committed(rt, session, turn_id)
+                    .await
+                    .map_err(store_err)?;
+                Ok(Json(found))
+            })
+            .name("committed")
+            .await
+            .map_err(terminal_to_engine)?;
+        Ok(found.into_inner())
+    }
+}
+
+fn terminal_to_engine(e: TerminalError) -> EngineError {
+    EngineError::InvalidRequest(e.message().to_string())
+}
+
 impl Session {
     /// Refuses to run on a store that does not survive crashes.
     fn require_durable(&self) -> Result<(), HandlerError> {
         if self.rt.store.durability_tier() != DurabilityTier::Durable {
-            return Err(terminal(EngineError::DurableStoreRequired {
+            return Err(handler_error(EngineError::DurableStoreRequired {
                 facet: "session".into(),
                 backend: self.rt.store.backend_name().into(),
             }));
@@ -131,22 +211,22 @@ impl Session {
                 message: message.to_string(),
             }))
         };
-        let lease = match self.rt.store.current_lease(&sid).await {
-            Ok(l) => l,
-            Err(crate::store::StoreError::UnknownSession(_)) => None,
-            Err(e) => return Err(store_err(e)),
-        };
-        let Some(lease) = lease else {
+        let Some(lease) = self.rt.store.current_lease(&sid).await.map_err(store_err)? else {
             return reply(false, None, "no turn is running");
         };
         if !lease.owner.starts_with("inv_") {
             return reply(false, None, "the running turn is not a Restate invocation");
         }
         let url = format!("{}/invocations/{}/cancel", self.admin_url, lease.owner);
-        let resp =
-            self.http.patch(&url).send().await.map_err(|e| {
-                HandlerError::from(format!("cannot reach the Restate admin API: {e}"))
-            })?;
+        let resp = self.http.patch(&url).send().await.map_err(|e| {
+            TerminalError::new_with_code(
+                503,
+                format!(
+                    "restate_admin_unreachable: cannot reach the Restate admin API at {}: {e}",
+                    self.admin_url
+                ),
+            )
+        })?;
         let status = resp.status();
         if status.is_success() {
             reply(true, Some(lease.owner), "cancellation requested")
@@ -157,102 +237,40 @@ impl Session {
                 "the invocation is no longer running",
             )
         } else {
-            Err(HandlerError::from(format!(
-                "the Restate admin API answered {status} to cancel"
-            )))
+            Err(TerminalError::new_with_code(
+                502,
+                format!("restate_admin_error: the Restate admin API answered {status} to cancel"),
+            )
+            .into())
         }
     }
 
-    async fn run(
-        &self,
-        ctx: &ObjectContext<'_>,
-        sid: &SessionId,
-        input_id: String,
-        trace: Option<String>,
-        enqueue: Option<TurnInput>,
-    ) -> Result<TurnResult, HandlerError> {
-        let request = TurnRequest {
-            session_id: sid.clone(),
-            turn_id: TurnRequest::turn_id_for(&input_id, trace.as_deref()).map_err(terminal)?,
-            input_id,
-            owner: ctx.invocation_id().to_string(),
-            enqueue,
-        };
-        let journal = RestateJournal::new(ctx);
-        run_turn(
-            &self.rt,
-            &journal,
-            &request,
-            &CancelToken::new(),
-            RunMode::Live,
-        )
-        .await
-        .map_err(terminal)
+    /// Runs through the session service as this invocation.
+    fn sessions<'a>(
+        &'a self,
+        journal: &'a RestateJournal<'a>,
+        reads: &'a RestateReads<'a>,
+        owner: &'a str,
+        cancel: &'a CancelToken,
+    ) -> Sessions<'a> {
+        Sessions {
+            rt: &self.rt,
+            journal,
+            reads,
+            owner,
+            cancel,
+        }
     }
-}
-
-/// The input id of a request: the caller's, or one derived from the
-/// invocation (`ctx.rand_uuid()` is seeded by it, so stable on retry).
-fn input_id_of(input: &TurnInput, derived: impl FnOnce() -> String) -> String {
-    input
-        .input_id
-        .clone()
-        .unwrap_or_else(|| format!("in-{}", derived()))
-}
-
-/// Refuses an input over the size limit before anything is stored.
-fn check_size(input: &TurnInput, max_input_bytes: usize) -> Result<(), HandlerError> {
-    let size = serde_json::to_vec(input)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
-    if size > max_input_bytes {
-        return Err(TerminalError::new_with_code(
-            413,
-            format!(
-                "payload_too_large: input is {size} bytes, over the limit of {max_input_bytes}"
-            ),
-        )
-        .into());
-    }
-    Ok(())
-}
-
-/// The body of `submit`'s `enqueue` step. An input over the size limit is
-/// refused before anything is stored.
-async fn enqueue(
-    store: Arc<dyn SessionStore>,
-    sid: SessionId,
-    mut input: TurnInput,
-    input_id: String,
-    max_input_bytes: usize,
-) -> HandlerResult<Json<SubmitReply>> {
-    check_size(&input, max_input_bytes)?;
-    input.input_id = Some(input_id.clone());
-    let entry = NewInboxEntry {
-        id: input_id,
-        payload: InboxPayload::Input(input),
-    };
-    let enqueued = store.enqueue(&sid, entry).await.map_err(store_err)?;
-    Ok(Json(SubmitReply {
-        input_id: enqueued.entry.id,
-        duplicate: enqueued.duplicate,
-        position: enqueued.entry.seq,
-    }))
 }
 
 // Journals of completed turns are kept a day so `ratchet export` and
-// `ratchet replay --invocation` can read them after the fact.
-#[restate_sdk::object(
-    journal_retention = "1 day",
-    invocation_retry_policy(
-        max_attempts = 30,
-        initial_interval = "100ms",
-        max_interval = "2s",
-        on_max_attempts = "kill"
-    )
-)]
+// `ratchet replay --invocation` can read them after the fact. The retry
+// policy and the handler timers are set at bind time: see `definition`.
+#[restate_sdk::object(journal_retention = "1 day")]
 impl Session {
-    /// Runs one turn now (following agent frames) and returns it.
+    /// Runs one turn now (following agent frames) and returns it. Earlier
+    /// inputs of the session run first; an input id that already committed
+    /// answers with its committed result.
     #[handler]
     async fn turn(
         &self,
@@ -261,17 +279,36 @@ impl Session {
     ) -> Result<Json<TurnResult>, HandlerError> {
         self.require_durable()?;
         let sid = session_id(ctx.key())?;
-        let TurnBody { input } = body.into_inner();
-        check_size(&input, self.rt.config.max_input_bytes)?;
-        let trace = input.trace_turn_id.clone();
-        let input_id = input_id_of(&input, || ctx.rand_uuid().to_string());
+        let max = self.rt.config.max_input_bytes;
+        let derived = format!("in-{}", ctx.rand_uuid());
+        let admitted = admit(body.into_inner().input, max, || derived).map_err(handler_error)?;
+        let owner = ctx.invocation_id().to_string();
+        let (journal, reads) = (
+            RestateJournal::new(&ctx),
+            RestateReads {
+                ctx: &ctx,
+                rt: &self.rt,
+            },
+        );
+        let cancel = CancelToken::new();
         // The claim step enqueues the input itself: one journaled step less.
-        let result = self.run(&ctx, &sid, input_id, trace, Some(input)).await?;
+        let result = self
+            .sessions(&journal, &reads, &owner, &cancel)
+            .run_input(
+                &sid,
+                &admitted.input_id,
+                &admitted.turn_id,
+                Some(&admitted.input),
+            )
+            .await
+            .map_err(handler_error)?;
         Ok(Json(result))
     }
 
     /// Adds an input to the inbox (idempotent by input id) and asks `drain`
-    /// to run it; returns at once.
+    /// to run it; returns at once. Refuses, storing nothing, an input that
+    /// could never run, an id already used for other content, and a turn id
+    /// already taken.
     #[handler]
     async fn submit(
         &self,
@@ -280,12 +317,23 @@ impl Session {
     ) -> Result<Json<SubmitReply>, HandlerError> {
         self.require_durable()?;
         let sid = session_id(ctx.key())?;
-        let TurnBody { input } = body.into_inner();
-        let input_id = input_id_of(&input, || ctx.rand_uuid().to_string());
+        let max = self.rt.config.max_input_bytes;
+        let derived = format!("in-{}", ctx.rand_uuid());
+        let admitted = admit(body.into_inner().input, max, || derived).map_err(handler_error)?;
+        let store = self.rt.store.clone();
         let reply = ctx
-            .run(|| {
-                let max = self.rt.config.max_input_bytes;
-                enqueue(self.rt.store.clone(), sid.clone(), input, input_id, max)
+            .run(|| async move {
+                let entry = NewInboxEntry {
+                    id: admitted.input_id,
+                    turn_id: Some(admitted.turn_id.to_string()),
+                    payload: InboxPayload::Input(admitted.input),
+                };
+                let enqueued = store.enqueue(&sid, entry).await.map_err(store_err)?;
+                Ok(Json(SubmitReply {
+                    input_id: enqueued.entry.id,
+                    duplicate: enqueued.duplicate,
+                    position: enqueued.entry.seq,
+                }))
             })
             .name("enqueue")
             .await?
@@ -294,7 +342,10 @@ impl Session {
         Ok(Json(reply))
     }
 
-    /// Runs the oldest pending input as a turn; re-sends itself while more wait.
+    /// Runs the earliest live input as a turn (settling it if the
+    /// invocation that claimed it ended). Before running it, sends the next
+    /// `drain`: if this invocation is killed, that one still comes, so an
+    /// acknowledged input never waits for a further submit.
     #[handler]
     async fn drain(
         &self,
@@ -302,44 +353,32 @@ impl Session {
     ) -> Result<Json<Option<TurnResult>>, HandlerError> {
         self.require_durable()?;
         let sid = session_id(ctx.key())?;
-        let next = ctx
-            .run(|| async {
-                let inbox = self.rt.store.inbox(&sid).await.map_err(store_err)?;
-                let next = inbox.into_iter().find(|e| {
-                    e.state == InboxState::Pending && matches!(e.payload, InboxPayload::Input(_))
-                });
-                Ok(Json(next.map(|e| {
-                    let trace = match &e.payload {
-                        InboxPayload::Input(i) => i.trace_turn_id.clone(),
-                        InboxPayload::Command(_) => None,
-                    };
-                    (e.id, trace)
-                })))
-            })
-            .name("next_input")
-            .await?
-            .into_inner();
-        let Some((input_id, trace)) = next else {
+        let owner = ctx.invocation_id().to_string();
+        let (journal, reads) = (
+            RestateJournal::new(&ctx),
+            RestateReads {
+                ctx: &ctx,
+                rt: &self.rt,
+            },
+        );
+        let Some(next) = reads.next_input(&sid).await.map_err(handler_error)? else {
             return Ok(Json(None));
         };
-        let result = self.run(&ctx, &sid, input_id, trace, None).await?;
-        let more = ctx
-            .run(|| async {
-                let inbox = self.rt.store.inbox(&sid).await.map_err(store_err)?;
-                Ok(inbox.iter().any(|e| {
-                    e.state == InboxState::Pending && matches!(e.payload, InboxPayload::Input(_))
-                }))
-            })
-            .name("more_pending")
-            .await?;
-        if more {
-            ctx.object_client::<SessionClient>(ctx.key()).drain().send();
-        }
+        ctx.object_client::<SessionClient>(ctx.key()).drain().send();
+        let turn = TurnId::new(&next.turn_id)
+            .map_err(|e| handler_error(EngineError::InvalidRequest(e.to_string())))?;
+        let cancel = CancelToken::new();
+        let result = self
+            .sessions(&journal, &reads, &owner, &cancel)
+            .run_input(&sid, &next.input_id, &turn, None)
+            .await
+            .map_err(handler_error)?;
         Ok(Json(Some(result)))
     }
 
     /// Asks the running turn to stop: it commits `Stopped(Cancelled)`, keeps
     /// the tool results it has, releases its lease, and the session goes on.
+    /// An unknown session is 404.
     #[handler]
     async fn cancel(
         &self,
@@ -353,23 +392,15 @@ impl Session {
         Ok(reply)
     }
 
-    /// The session's head, recent messages and pending inputs.
+    /// The session's head, its most recent messages and the first page of
+    /// its live inputs with their total count: one page, whatever the
+    /// history or backlog, capped in bytes. An unknown session is 404.
     #[handler]
     async fn view(&self, ctx: SharedObjectContext<'_>) -> Result<Json<SessionView>, HandlerError> {
         let sid = session_id(ctx.key())?;
-        let head = self.rt.store.head(&sid).await.map_err(store_err)?;
-        let all = self
-            .rt
-            .store
-            .messages(&sid, head.version)
+        let view = view_of(self.rt.store.as_ref(), &sid)
             .await
             .map_err(store_err)?;
-        let recent = all[all.len().saturating_sub(50)..].to_vec();
-        let pending = self.rt.store.inbox(&sid).await.map_err(store_err)?;
-        Ok(Json(SessionView {
-            head,
-            recent_messages: recent,
-            pending,
-        }))
+        Ok(Json(view))
     }
 }

@@ -51,6 +51,18 @@ pub enum StoreError {
         /// The head found.
         actual: u64,
     },
+    /// An input id already names an entry with other content.
+    #[error("input '{id}' was already submitted with different content")]
+    InputConflict {
+        /// The input id.
+        id: String,
+    },
+    /// Another input of the session already runs (or ran) as this turn.
+    #[error("turn id '{turn_id}' is already taken in this session")]
+    TurnIdTaken {
+        /// The turn id.
+        turn_id: String,
+    },
     /// The database file is damaged or not a database.
     #[error("store is corrupt: {0}")]
     Corrupt(String),
@@ -89,6 +101,8 @@ impl StoreError {
             StoreError::LeaseLost { .. } => "session_execution_lease_lost",
             StoreError::CommitConflict { .. } => "commit_conflict",
             StoreError::VersionConflict { .. } => "version_conflict",
+            StoreError::InputConflict { .. } => "input_conflict",
+            StoreError::TurnIdTaken { .. } => "turn_id_conflict",
             StoreError::Corrupt(_) => "store_corrupt",
             StoreError::ForeignDatabase(_) => "foreign_database",
             StoreError::SchemaTooNew { .. } => "schema_too_new",

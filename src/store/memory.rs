@@ -136,6 +136,37 @@ impl SessionStore for MemoryStore {
         self.with_session(session, |s| Ok(s.turns.clone()))
     }
 
+    async fn committed_turn(
+        &self,
+        session: &SessionId,
+        turn_id: &str,
+    ) -> StoreResult<Option<CommittedTurn>> {
+        self.with_session(session, |s| {
+            Ok(s.turns
+                .iter()
+                .find(|t| t.turn_id == turn_id)
+                .map(|t| CommittedTurn {
+                    record: t.clone(),
+                    messages: s
+                        .messages
+                        .iter()
+                        .filter(|m| m.version == t.version)
+                        .map(|m| m.message.clone())
+                        .collect(),
+                }))
+        })
+    }
+
+    async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage> {
+        self.with_session(session, |s| {
+            let live = s.inbox.iter().filter(|e| e.state != InboxState::Completed);
+            Ok(InboxPage {
+                entries: live.clone().take(limit).cloned().collect(),
+                total: live.count() as u64,
+            })
+        })
+    }
+
     async fn acquire_lease(
         &self,
         session: &SessionId,
@@ -145,7 +176,7 @@ impl SessionStore for MemoryStore {
         let now = self.options.clock.now_ms();
         self.with_session_or_new(session, |s| {
             let acquired = rules::decide_acquire(session, s.lease.as_ref(), owner, ttl_ms, now)?;
-            if acquired.new_fence {
+            if acquired.requeue_claims {
                 for e in s.inbox.iter_mut() {
                     if e.state == InboxState::Claimed {
                         e.state = InboxState::Pending;
@@ -211,11 +242,13 @@ impl SessionStore for MemoryStore {
             self.options.max_payload_bytes,
         )?;
         self.with_session_or_new(session, |s| {
-            if let Some(existing) = s.inbox.iter().find(|e| e.id == entry.id) {
-                return Ok(Enqueued {
-                    entry: existing.clone(),
-                    duplicate: true,
-                });
+            let existing = s.inbox.iter().find(|e| e.id == entry.id).cloned();
+            let turn_taken = entry.turn_id.as_ref().is_some_and(|t| {
+                s.inbox.iter().any(|e| e.turn_id.as_ref() == Some(t))
+                    || s.turns.iter().any(|r| r.turn_id == *t)
+            });
+            if let Some(found) = rules::decide_enqueue(&entry, existing, turn_taken)? {
+                return Ok(found);
             }
             let stored = InboxEntry {
                 id: entry.id,
@@ -223,6 +256,7 @@ impl SessionStore for MemoryStore {
                 payload: entry.payload,
                 state: InboxState::Pending,
                 claim_fence: None,
+                turn_id: entry.turn_id,
             };
             s.inbox.push(stored.clone());
             Ok(Enqueued {
@@ -244,6 +278,7 @@ impl SessionStore for MemoryStore {
                 .cloned()
                 .collect();
             let mut taken = rules::select_claim(&live, lease.fence, &target);
+            let orphaned_from = rules::orphaned_from(&taken, lease.fence);
             for t in taken.iter_mut() {
                 t.state = InboxState::Claimed;
                 t.claim_fence = Some(lease.fence);
@@ -251,7 +286,7 @@ impl SessionStore for MemoryStore {
                     *e = t.clone();
                 }
             }
-            Ok(rules::into_claim(taken))
+            Ok(rules::into_claim(taken, orphaned_from))
         })
     }
 
@@ -349,6 +384,8 @@ impl SessionStore for MemoryStore {
                 outcome: req.outcome.clone(),
                 usage: req.usage,
                 commit_hash: hash.clone(),
+                started_at_ms: req.started_at_ms,
+                finished_at_ms: req.finished_at_ms,
             });
             Ok(CommitReceipt {
                 turn_id: req.turn_id.clone(),

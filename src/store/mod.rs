@@ -21,6 +21,7 @@ pub use postgres::{
 };
 pub use sqlite::{
     APPLICATION_ID as SQLITE_APPLICATION_ID, SCHEMA_VERSION as SQLITE_SCHEMA_VERSION, SqliteStore,
+    SqliteSync,
 };
 pub use types::*;
 
@@ -68,9 +69,21 @@ pub trait SessionStore: Send + Sync {
     /// Committed turns, in order.
     async fn turns(&self, session: &SessionId) -> StoreResult<Vec<TurnRecord>>;
 
+    /// One committed turn and the messages it appended; `None` if no turn
+    /// of that id committed.
+    async fn committed_turn(
+        &self,
+        session: &SessionId,
+        turn_id: &str,
+    ) -> StoreResult<Option<CommittedTurn>>;
+
     /// Takes the session's execution lease (creating the session if new).
     /// The same owner re-acquiring keeps its fence; a new owner gets a
-    /// higher fence, and claims made under older fences go back to pending.
+    /// higher fence once the lease expired or was released, or at once when
+    /// [`rules::supersedes`] says the holder has ended. Claims made under
+    /// older fences go back to pending, except when superseding an ended
+    /// invocation: then they stay, and the next claim takes them first as
+    /// orphans, to be settled.
     async fn acquire_lease(
         &self,
         session: &SessionId,
@@ -88,11 +101,16 @@ pub trait SessionStore: Send + Sync {
     async fn current_lease(&self, session: &SessionId) -> StoreResult<Option<Lease>>;
 
     /// Adds an input or command to the inbox (creating the session if new).
-    /// Idempotent by entry id: a known id returns the original entry.
+    /// Idempotent by entry id: a known id with the same payload returns the
+    /// original entry (in whatever state it is); with another payload it is
+    /// `InputConflict`. A turn id another entry or turn has is `TurnIdTaken`.
+    /// Neither error stores anything.
     async fn enqueue(&self, session: &SessionId, entry: NewInboxEntry) -> StoreResult<Enqueued>;
 
-    /// Claims work under `lease`: the earliest pending input (or the named
-    /// one) with the commands enqueued before it. Claims already held under
+    /// Claims work under `lease`: the earliest live input, with the commands
+    /// enqueued before it, if it is the target (FIFO: a later input is never
+    /// claimed while an earlier one is live). An input claimed under an older
+    /// fence is taken again and reported orphaned. Claims already held under
     /// this fence are returned again, so a retried claim is idempotent.
     async fn claim(&self, lease: &Lease, target: ClaimTarget) -> StoreResult<Option<Claim>>;
 
@@ -107,13 +125,24 @@ pub trait SessionStore: Send + Sync {
         enqueue: Option<NewInboxEntry>,
         target: ClaimTarget,
     ) -> StoreResult<TurnStart> {
-        if let Some(entry) = enqueue {
-            self.enqueue(session, entry).await?;
-        }
+        let enqueued = match enqueue {
+            Some(entry) => Some(self.enqueue(session, entry).await?),
+            None => None,
+        };
         let lease = self.acquire_lease(session, owner, ttl_ms).await?;
         let claim = self.claim(&lease, target).await?;
         let head = self.head(session).await?;
-        Ok(TurnStart { lease, claim, head })
+        let next_live = match claim {
+            Some(_) => None,
+            None => rules::next_live_input(&self.inbox(session).await?),
+        };
+        Ok(TurnStart {
+            lease,
+            claim,
+            head,
+            enqueued,
+            next_live,
+        })
     }
 
     /// Returns every entry claimed under `fence` to pending.
@@ -121,6 +150,10 @@ pub trait SessionStore: Send + Sync {
 
     /// Entries not yet completed (pending or claimed), in FIFO order.
     async fn inbox(&self, session: &SessionId) -> StoreResult<Vec<InboxEntry>>;
+
+    /// The first `limit` entries of [`SessionStore::inbox`] and how many
+    /// there are, at a cost that does not grow with the backlog's payloads.
+    async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage>;
 
     /// The final commit, in one transaction. See [`CommitRequest`].
     async fn commit(&self, request: &CommitRequest) -> StoreResult<CommitReceipt>;

@@ -3,8 +3,8 @@
 //! lease. Backends do the IO; the decisions are made here, once.
 
 use super::{
-    ClaimTarget, CommitRequest, InboxEntry, InboxPayload, InboxState, Lease, StoreError,
-    StoreResult,
+    ClaimTarget, CommitRequest, Enqueued, InboxEntry, InboxPayload, InboxState, Lease,
+    NewInboxEntry, StoreError, StoreResult,
 };
 use crate::clock::{self, SharedClock};
 use crate::fault::FaultSwitch;
@@ -23,6 +23,8 @@ pub struct StoreOptions {
     pub clock: SharedClock,
     /// In-process fault points inside the commit (`commit:<stage>`).
     pub faults: FaultSwitch,
+    /// How the SQLite backend syncs commits (other backends ignore it).
+    pub sqlite_sync: super::SqliteSync,
 }
 
 impl Default for StoreOptions {
@@ -31,6 +33,7 @@ impl Default for StoreOptions {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
             clock: clock::system(),
             faults: FaultSwitch::new(),
+            sqlite_sync: super::SqliteSync::default(),
         }
     }
 }
@@ -141,8 +144,24 @@ pub struct LeaseRow {
 pub struct Acquired {
     /// The lease granted.
     pub lease: Lease,
-    /// Whether the fence moved, so claims under older fences are abandoned.
+    /// Whether the fence moved.
     pub new_fence: bool,
+    /// Whether claims under older fences go back to pending, to run again:
+    /// when the old holder's lease ran out or was released. Not when an
+    /// invocation takes over from an ended invocation ([`supersedes`]):
+    /// those claims stay, and the next claim settles them as orphans.
+    pub requeue_claims: bool,
+}
+
+/// Whether `owner` may take the lease from `holder` at once, without
+/// waiting for its expiry. Owners named `inv_…` are Restate invocation ids,
+/// and Restate never runs two exclusive handlers of one object key at once,
+/// retries included: an invocation that finds another invocation's lease
+/// knows that one has ended for good (killed, or failed without releasing).
+/// Any other owner (an inline process) keeps its lease until it expires.
+pub fn supersedes(owner: &str, holder: &str) -> bool {
+    const INVOCATION: &str = "inv_";
+    owner != holder && owner.starts_with(INVOCATION) && holder.starts_with(INVOCATION)
 }
 
 /// Decides an acquire from the current row.
@@ -155,6 +174,9 @@ pub fn decide_acquire(
 ) -> StoreResult<Acquired> {
     check_id("lease owner", owner)?;
     let expires_at_ms = now_ms.saturating_add(ttl_ms);
+    let orphans_stay = current
+        .and_then(|row| row.owner.as_deref())
+        .is_some_and(|holder| supersedes(owner, holder));
     let grant = |fence: u64, new_fence: bool| Acquired {
         lease: Lease {
             session_id: session.clone(),
@@ -163,11 +185,12 @@ pub fn decide_acquire(
             expires_at_ms,
         },
         new_fence,
+        requeue_claims: new_fence && !orphans_stay,
     };
     match current {
         None => Ok(grant(1, true)),
         Some(row) if row.owner.as_deref() == Some(owner) => Ok(grant(row.fence, false)),
-        Some(row) if row.owner.is_none() || row.expires_at_ms <= now_ms => {
+        Some(row) if row.owner.is_none() || row.expires_at_ms <= now_ms || orphans_stay => {
             Ok(grant(row.fence + 1, true))
         }
         Some(row) => Err(StoreError::SessionBusy {
@@ -192,43 +215,88 @@ pub fn lease_lost(lease: &Lease) -> StoreError {
 }
 
 /// Picks what a claim takes from the live (pending or claimed) entries in
-/// FIFO order: entries already claimed under this fence if there are any,
-/// else the target input and the pending commands before it.
+/// FIFO order: entries already claimed under this fence if there are any;
+/// else the earliest live input, with the live commands before it, when it
+/// is the target. An input claimed under an older fence belongs to an owner
+/// that lost its lease without committing: it is still the earliest, so it
+/// is taken again (and reported orphaned) before any later input can run.
+/// A later input is never taken while an earlier one is live.
 pub fn select_claim(live: &[InboxEntry], fence: u64, target: &ClaimTarget) -> Vec<InboxEntry> {
     let held: Vec<InboxEntry> = live
         .iter()
         .filter(|e| e.state == InboxState::Claimed && e.claim_fence == Some(fence))
         .cloned()
         .collect();
-    let held_input = held
-        .iter()
-        .any(|e| matches!(e.payload, InboxPayload::Input(_)));
-    if held_input {
+    if held.iter().any(is_input) {
         return held;
     }
-    let pending = live.iter().filter(|e| e.state == InboxState::Pending);
-    let is_target = |e: &InboxEntry| match target {
-        ClaimTarget::Next => matches!(e.payload, InboxPayload::Input(_)),
-        ClaimTarget::Input(id) => e.id == *id && matches!(e.payload, InboxPayload::Input(_)),
+    let Some(first) = live.iter().position(is_input) else {
+        return Vec::new();
     };
-    let mut taken = Vec::new();
-    for e in pending {
-        if is_target(e) {
-            taken.push(e.clone());
-            return taken;
-        }
-        if matches!(e.payload, InboxPayload::Command(_)) {
-            taken.push(e.clone());
-        }
+    let wanted = match target {
+        ClaimTarget::Next => true,
+        ClaimTarget::Input(id) => live[first].id == *id,
+    };
+    if !wanted {
+        return Vec::new();
     }
-    Vec::new()
+    live[..=first].to_vec()
+}
+
+/// The earliest live input: the only one a claim may take.
+pub fn next_live_input(live: &[InboxEntry]) -> Option<InboxEntry> {
+    live.iter().find(|e| is_input(e)).cloned()
+}
+
+fn is_input(e: &InboxEntry) -> bool {
+    matches!(e.payload, InboxPayload::Input(_))
+}
+
+/// What an enqueue does, given the entry already stored under the same id
+/// and whether another entry already has the new entry's turn id.
+pub fn decide_enqueue(
+    entry: &NewInboxEntry,
+    same_id: Option<InboxEntry>,
+    turn_taken: bool,
+) -> StoreResult<Option<Enqueued>> {
+    if let Some(existing) = same_id {
+        if existing.payload != entry.payload {
+            return Err(StoreError::InputConflict {
+                id: entry.id.clone(),
+            });
+        }
+        return Ok(Some(Enqueued {
+            entry: existing,
+            duplicate: true,
+        }));
+    }
+    if turn_taken && let Some(turn_id) = &entry.turn_id {
+        return Err(StoreError::TurnIdTaken {
+            turn_id: turn_id.clone(),
+        });
+    }
+    Ok(None)
+}
+
+/// The older fence the input of a selection was claimed under, if any:
+/// read it before the selection is marked claimed under `fence`.
+pub fn orphaned_from(taken: &[InboxEntry], fence: u64) -> Option<u64> {
+    taken
+        .last()
+        .filter(|e| e.state == InboxState::Claimed)
+        .and_then(|e| e.claim_fence)
+        .filter(|f| *f != fence)
 }
 
 /// Splits claimed entries into a [`super::Claim`] (the input is last).
-pub fn into_claim(mut entries: Vec<InboxEntry>) -> Option<super::Claim> {
+pub fn into_claim(
+    mut entries: Vec<InboxEntry>,
+    orphaned_from: Option<u64>,
+) -> Option<super::Claim> {
     let input = entries.pop()?;
     Some(super::Claim {
         commands: entries,
         input,
+        orphaned_from,
     })
 }

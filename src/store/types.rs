@@ -66,6 +66,31 @@ pub struct TurnRecord {
     pub usage: Usage,
     /// Hash of its commit content.
     pub commit_hash: String,
+    /// When it claimed its input (the injected clock; 0 for older records).
+    #[serde(default)]
+    pub started_at_ms: u64,
+    /// When it finalized (the injected clock; 0 for older records).
+    #[serde(default)]
+    pub finished_at_ms: u64,
+}
+
+/// A committed turn with the messages it appended: enough to answer a
+/// re-sent input with the result it already has.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CommittedTurn {
+    /// The turn's record.
+    pub record: TurnRecord,
+    /// The messages it appended, in order.
+    pub messages: Vec<Message>,
+}
+
+/// One page of a session's live inbox, with the total count.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct InboxPage {
+    /// Live entries (pending or claimed), oldest first.
+    pub entries: Vec<InboxEntry>,
+    /// How many live entries there are in all.
+    pub total: u64,
 }
 
 /// A session execution lease.
@@ -96,6 +121,10 @@ pub enum InboxPayload {
 pub struct NewInboxEntry {
     /// Idempotency id, unique per session.
     pub id: String,
+    /// The turn an input runs as; unique per session, so no two inputs
+    /// can ever commit under one turn id. `None` for commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_id: Option<String>,
     /// What it carries.
     pub payload: InboxPayload,
 }
@@ -126,6 +155,9 @@ pub struct InboxEntry {
     /// The fence of the lease that claimed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_fence: Option<u64>,
+    /// The turn an input runs as (absent on entries older stores wrote).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_id: Option<String>,
 }
 
 /// The result of an enqueue.
@@ -153,6 +185,10 @@ pub struct Claim {
     pub commands: Vec<InboxEntry>,
     /// The input.
     pub input: InboxEntry,
+    /// The input was claimed before by an owner that lost its lease
+    /// without committing: the fence it was claimed under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphaned_from: Option<u64>,
 }
 
 impl Claim {
@@ -191,6 +227,12 @@ pub struct CommitRequest {
     pub settings: Option<SessionSettings>,
     /// Keep the lease (an agent frame follows) instead of releasing it.
     pub keep_lease: bool,
+    /// When the turn claimed its input (kept with the turn, not hashed).
+    #[serde(default)]
+    pub started_at_ms: u64,
+    /// When the turn finalized (kept with the turn, not hashed).
+    #[serde(default)]
+    pub finished_at_ms: u64,
 }
 
 /// Proof of a commit.
@@ -235,8 +277,13 @@ pub struct Note {
 pub struct TurnStart {
     /// The lease taken.
     pub lease: Lease,
-    /// The work claimed (`None` when the target is not pending).
+    /// The work claimed (`None` when the target is not the next live input).
     pub claim: Option<Claim>,
     /// The head the turn reads history at.
     pub head: SessionHead,
+    /// The entry enqueued (or found) when the start enqueued one.
+    pub enqueued: Option<Enqueued>,
+    /// When nothing was claimed: the earliest live input, which must run
+    /// before the target (FIFO).
+    pub next_live: Option<InboxEntry>,
 }

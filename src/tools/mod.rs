@@ -106,8 +106,15 @@ pub trait Tool: Send + Sync {
     fn description(&self) -> &str;
     /// JSON Schema of its arguments.
     fn parameters(&self) -> serde_json::Value;
-    /// How safe it is to re-run.
+    /// How safe it is to re-run. A call that times out is retried (with
+    /// the same idempotency key) unless the class is `Unsafe`.
     fn idempotency(&self) -> IdempotencyClass;
+    /// The longest one call may take; `None` for the engine's default
+    /// (`EngineConfig::tool_timeout_ms`). The Restate handler timers are
+    /// derived from the longest, so declare what the tool really needs.
+    fn timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// Runs the tool.
     async fn call(
         &self,

@@ -36,6 +36,31 @@ impl ToolRegistry {
         self.tools.get(name)
     }
 
+    /// The timeout of a call to `name`: the tool's own, else `default_ms`.
+    pub fn timeout_ms(&self, name: &str, default_ms: u64) -> u64 {
+        self.tools
+            .get(name)
+            .and_then(|t| t.timeout())
+            .map_or(default_ms, |d| d.as_millis() as u64)
+    }
+
+    /// The longest timeout of any tool (`default_ms` for those declaring none).
+    pub fn longest_timeout_ms(&self, default_ms: u64) -> u64 {
+        self.tools
+            .keys()
+            .map(|n| self.timeout_ms(n, default_ms))
+            .max()
+            .unwrap_or(default_ms)
+    }
+
+    /// Whether a call to `name` may be retried after a timeout: not for
+    /// tools of class `Unsafe` (nor unknown ones).
+    pub fn retry_safe(&self, name: &str) -> bool {
+        self.tools
+            .get(name)
+            .is_some_and(|t| t.idempotency() != super::IdempotencyClass::Unsafe)
+    }
+
     /// Tool names, sorted.
     pub fn names(&self) -> Vec<String> {
         self.tools.keys().cloned().collect()

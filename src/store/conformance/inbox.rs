@@ -13,11 +13,7 @@ pub async fn inbox_is_fifo_and_enqueue_is_idempotent(f: &dyn StoreFactory) {
             .unwrap();
         assert!(!e.duplicate);
     }
-    let dup = fx
-        .store
-        .enqueue(&s, input("in-1", "other text"))
-        .await
-        .unwrap();
+    let dup = fx.store.enqueue(&s, input("in-1", "q")).await.unwrap();
     assert!(dup.duplicate);
     assert_eq!(dup.entry.payload, InboxPayload::Input(TurnInput::text("q")));
     assert_eq!(fx.store.inbox(&s).await.unwrap().len(), 3);

@@ -6,11 +6,13 @@
 //! Cases panic (via `assert!`) on a violation, as tests do.
 
 mod commit;
+mod fifo;
 mod inbox;
 mod lease;
 mod records;
 
 pub use commit::*;
+pub use fifo::*;
 pub use inbox::*;
 pub use lease::*;
 pub use records::*;
@@ -57,6 +59,7 @@ pub(super) async fn fixture(f: &dyn StoreFactory) -> Fixture {
             max_payload_bytes: SUITE_MAX_PAYLOAD,
             clock: clock.clone(),
             faults: faults.clone(),
+            ..StoreOptions::default()
         })
         .await;
     Fixture {
@@ -73,6 +76,7 @@ pub(super) fn sid(s: &str) -> SessionId {
 pub(super) fn input(id: &str, text: &str) -> NewInboxEntry {
     NewInboxEntry {
         id: id.to_string(),
+        turn_id: Some(format!("turn-{id}")),
         payload: InboxPayload::Input(TurnInput::text(text)),
     }
 }
@@ -80,6 +84,7 @@ pub(super) fn input(id: &str, text: &str) -> NewInboxEntry {
 pub(super) fn command(id: &str, prompt: &str) -> NewInboxEntry {
     NewInboxEntry {
         id: id.to_string(),
+        turn_id: None,
         payload: InboxPayload::Command(SessionCommand::SetSystemPrompt {
             prompt: prompt.to_string(),
         }),
@@ -125,6 +130,8 @@ pub fn simple_commit(
         ],
         settings: None,
         keep_lease: false,
+        started_at_ms: 0,
+        finished_at_ms: 0,
     }
 }
 
@@ -189,6 +196,11 @@ cases!(
     commit_applies_settings,
     effect_ledger_counts_every_execution,
     start_turn_enqueues_claims_and_reads_the_head,
+    a_later_input_is_never_claimed_while_an_earlier_one_is_live,
+    an_ended_invocation_s_claim_is_taken_over_as_an_orphan,
+    an_expired_inline_owner_s_claims_run_again,
+    enqueue_refuses_conflicting_ids_and_stores_nothing,
+    committed_turns_and_inbox_pages_read_back,
 );
 
 /// Runs every case against `factory`; returns how many ran, or the failed

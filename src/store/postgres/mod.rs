@@ -137,25 +137,23 @@ impl SessionStore for PostgresStore {
     async fn turns(&self, session: &SessionId) -> StoreResult<Vec<TurnRecord>> {
         let c = self.client().await?;
         ops::require_session(&c, session).await?;
-        let rows = c
-            .query(
-                "SELECT turn_id, version, outcome, usage, commit_hash FROM turns
-                 WHERE session_id = $1 ORDER BY version",
-                &[&session.as_str()],
-            )
-            .await
-            .map_err(map_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(TurnRecord {
-                    turn_id: r.get(0),
-                    version: r.get::<_, i64>(1) as u64,
-                    outcome: rules::decode("turn outcome", r.get(2))?,
-                    usage: rules::decode("turn usage", r.get(3))?,
-                    commit_hash: r.get(4),
-                })
-            })
-            .collect()
+        ops::turns(&c, session, None).await
+    }
+
+    async fn committed_turn(
+        &self,
+        session: &SessionId,
+        turn_id: &str,
+    ) -> StoreResult<Option<CommittedTurn>> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        ops::committed_turn(&c, session, turn_id).await
+    }
+
+    async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        ops::inbox_page(&c, session, limit).await
     }
 
     async fn acquire_lease(
@@ -170,7 +168,7 @@ impl SessionStore for PostgresStore {
         ops::ensure_session(&tx, session).await?;
         let current = ops::lock_lease(&tx, session).await?;
         let acquired = rules::decide_acquire(session, current.as_ref(), owner, ttl_ms, now)?;
-        if acquired.new_fence {
+        if acquired.requeue_claims {
             tx.execute(
                 "UPDATE inbox SET state = 'pending', claim_fence = NULL
                  WHERE session_id = $1 AND state = 'claimed'",
@@ -266,6 +264,7 @@ impl SessionStore for PostgresStore {
         }
         let live = ops::live_entries(&tx, &lease.session_id).await?;
         let mut taken = rules::select_claim(&live, lease.fence, &target);
+        let orphaned_from = rules::orphaned_from(&taken, lease.fence);
         for e in taken.iter_mut() {
             tx.execute(
                 "UPDATE inbox SET state = 'claimed', claim_fence = $3 WHERE session_id = $1 AND id = $2",
@@ -277,7 +276,7 @@ impl SessionStore for PostgresStore {
             e.claim_fence = Some(lease.fence);
         }
         tx.commit().await.map_err(map_err)?;
-        Ok(rules::into_claim(taken))
+        Ok(rules::into_claim(taken, orphaned_from))
     }
 
     async fn abandon_claims(&self, session: &SessionId, fence: u64) -> StoreResult<u64> {

@@ -8,8 +8,8 @@ use crate::fault::FaultSwitch;
 use crate::model::{Message, SessionEvent, SessionId, Usage};
 use crate::store::rules::{self, LeaseRow};
 use crate::store::{
-    CommitReceipt, CommitRequest, Enqueued, InboxEntry, InboxState, NewInboxEntry, SessionHead,
-    StoreError, StoreResult, StoredMessage,
+    CommitReceipt, CommitRequest, CommittedTurn, Enqueued, InboxEntry, InboxPage, InboxState,
+    NewInboxEntry, SessionHead, StoreError, StoreResult, StoredMessage, TurnRecord,
 };
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
@@ -113,8 +113,12 @@ fn inbox_entry(r: &Row) -> StoreResult<InboxEntry> {
         payload: rules::decode("inbox payload", r.get(2))?,
         state: parse_state(r.get(3))?,
         claim_fence: r.get::<_, Option<i64>>(4).map(|f| f as u64),
+        turn_id: r.get(5),
     })
 }
+
+/// The inbox columns [`inbox_entry`] reads, in order.
+pub const INBOX_COLUMNS: &str = "id, seq, payload, state, claim_fence, turn_id";
 
 /// Pending and claimed entries, FIFO.
 pub async fn live_entries<C: GenericClient>(
@@ -123,8 +127,10 @@ pub async fn live_entries<C: GenericClient>(
 ) -> StoreResult<Vec<InboxEntry>> {
     let rows = c
         .query(
-            "SELECT id, seq, payload, state, claim_fence FROM inbox
-             WHERE session_id = $1 AND state <> 'completed' ORDER BY seq",
+            &format!(
+                "SELECT {INBOX_COLUMNS} FROM inbox
+                 WHERE session_id = $1 AND state <> 'completed' ORDER BY seq"
+            ),
             &[&session.as_str()],
         )
         .await
@@ -143,27 +149,39 @@ pub async fn enqueue<C: GenericClient>(
     lock_session(c, session).await?;
     let existing = c
         .query_opt(
-            "SELECT id, seq, payload, state, claim_fence FROM inbox WHERE session_id = $1 AND id = $2",
+            &format!("SELECT {INBOX_COLUMNS} FROM inbox WHERE session_id = $1 AND id = $2"),
             &[&session.as_str(), &entry.id],
         )
         .await
-        .map_err(map_err)?;
-    if let Some(row) = existing {
-        return Ok(Enqueued {
-            entry: inbox_entry(&row)?,
-            duplicate: true,
-        });
+        .map_err(map_err)?
+        .map(|row| inbox_entry(&row))
+        .transpose()?;
+    let turn_taken = match (&existing, &entry.turn_id) {
+        (None, Some(turn_id)) => c
+            .query_opt(
+                "SELECT 1 FROM inbox WHERE session_id = $1 AND turn_id = $2
+                 UNION ALL SELECT 1 FROM turns WHERE session_id = $1 AND turn_id = $2",
+                &[&session.as_str(), turn_id],
+            )
+            .await
+            .map_err(map_err)?
+            .is_some(),
+        _ => false,
+    };
+    if let Some(found) = rules::decide_enqueue(entry, existing, turn_taken)? {
+        return Ok(found);
     }
     let row = c
         .query_one(
-            "INSERT INTO inbox (session_id, seq, id, payload, state)
-             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4 FROM inbox WHERE session_id = $1
+            "INSERT INTO inbox (session_id, seq, id, payload, state, turn_id)
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM inbox WHERE session_id = $1
              RETURNING seq",
             &[
                 &session.as_str(),
                 &entry.id,
                 &payload,
                 &state_str(InboxState::Pending),
+                &entry.turn_id,
             ],
         )
         .await
@@ -175,6 +193,7 @@ pub async fn enqueue<C: GenericClient>(
             payload: entry.payload.clone(),
             state: InboxState::Pending,
             claim_fence: None,
+            turn_id: entry.turn_id.clone(),
         },
         duplicate: false,
     })
@@ -307,8 +326,9 @@ pub async fn commit<C: GenericClient>(
     }
     fault(faults, rules::COMMIT_STAGES[4])?;
     c.execute(
-        "INSERT INTO turns (session_id, turn_id, version, outcome, usage, commit_hash)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO turns (session_id, turn_id, version, outcome, usage, commit_hash,
+                            started_at_ms, finished_at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
             &session,
             &req.turn_id,
@@ -316,6 +336,8 @@ pub async fn commit<C: GenericClient>(
             &json(&req.outcome)?,
             &json(&req.usage)?,
             &hash,
+            &int(req.started_at_ms),
+            &int(req.finished_at_ms),
         ],
     )
     .await
@@ -326,5 +348,93 @@ pub async fn commit<C: GenericClient>(
         version,
         commit_hash: hash.to_string(),
         replayed: false,
+    })
+}
+
+/// Committed turns in order: all of them, or the one named.
+pub async fn turns<C: GenericClient>(
+    c: &C,
+    session: &SessionId,
+    only: Option<&str>,
+) -> StoreResult<Vec<TurnRecord>> {
+    let rows = c
+        .query(
+            "SELECT turn_id, version, outcome, usage, commit_hash, started_at_ms, finished_at_ms
+             FROM turns WHERE session_id = $1 AND ($2::TEXT IS NULL OR turn_id = $2)
+             ORDER BY version",
+            &[&session.as_str(), &only],
+        )
+        .await
+        .map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(TurnRecord {
+                turn_id: r.get(0),
+                version: r.get::<_, i64>(1) as u64,
+                outcome: rules::decode("turn outcome", r.get(2))?,
+                usage: rules::decode("turn usage", r.get(3))?,
+                commit_hash: r.get(4),
+                started_at_ms: r.get::<_, i64>(5) as u64,
+                finished_at_ms: r.get::<_, i64>(6) as u64,
+            })
+        })
+        .collect()
+}
+
+/// A committed turn and the messages it appended.
+pub async fn committed_turn<C: GenericClient>(
+    c: &C,
+    session: &SessionId,
+    turn_id: &str,
+) -> StoreResult<Option<CommittedTurn>> {
+    let Some(record) = turns(c, session, Some(turn_id)).await?.pop() else {
+        return Ok(None);
+    };
+    let rows = c
+        .query(
+            "SELECT version, turn_id, body FROM messages
+             WHERE session_id = $1 AND version = $2 ORDER BY ord",
+            &[&session.as_str(), &int(record.version)],
+        )
+        .await
+        .map_err(map_err)?;
+    let messages = rows
+        .iter()
+        .map(|r| stored_message(r).map(|m| m.message))
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Some(CommittedTurn { record, messages }))
+}
+
+/// The first `limit` live entries and how many there are.
+pub async fn inbox_page<C: GenericClient>(
+    c: &C,
+    session: &SessionId,
+    limit: usize,
+) -> StoreResult<InboxPage> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {INBOX_COLUMNS} FROM inbox
+                 WHERE session_id = $1 AND state <> 'completed' ORDER BY seq LIMIT $2"
+            ),
+            &[&session.as_str(), &int(limit as u64)],
+        )
+        .await
+        .map_err(map_err)?;
+    let entries = rows
+        .iter()
+        .map(inbox_entry)
+        .collect::<StoreResult<Vec<_>>>()?;
+    let total: i64 = c
+        .query_one(
+            "SELECT count(*) FROM inbox WHERE session_id = $1 AND state <> 'completed'",
+            &[&session.as_str()],
+        )
+        .await
+        .map_err(map_err)?
+        .get(0);
+    Ok(InboxPage {
+        entries,
+        total: total as u64,
     })
 }

@@ -53,6 +53,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (session_id, key)
     );
     INSERT INTO ratchet_meta (key, value) VALUES ('application', 'ratchet');",
+    // 2: each input's turn id, unique per session; turn start and finish times.
+    "ALTER TABLE inbox ADD COLUMN turn_id TEXT;
+    CREATE UNIQUE INDEX inbox_turn ON inbox (session_id, turn_id);
+    ALTER TABLE turns ADD COLUMN started_at_ms BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE turns ADD COLUMN finished_at_ms BIGINT NOT NULL DEFAULT 0;",
 ];
 
 /// The newest schema version this build knows.

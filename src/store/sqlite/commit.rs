@@ -1,9 +1,9 @@
 //! The SQLite final commit: one immediate transaction, each stage passing
 //! its fault point, so a failure anywhere rolls everything back.
 
-use super::SqliteStore;
 use super::rows::{exec, row};
 use super::schema::map_err;
+use super::{SqliteStore, clamp};
 use crate::model::Usage;
 use crate::store::rules;
 use crate::store::{CommitReceipt, CommitRequest, StoreError, StoreResult};
@@ -134,15 +134,18 @@ impl SqliteStore {
             serde_json::to_string(&req.usage).map_err(|e| StoreError::Internal(e.to_string()))?;
         exec(
             tx,
-            "INSERT INTO turns (session_id, turn_id, version, outcome, usage, commit_hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO turns (session_id, turn_id, version, outcome, usage, commit_hash,
+                                started_at_ms, finished_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 session,
                 req.turn_id,
                 version as i64,
                 outcome,
                 turn_usage,
-                hash
+                hash,
+                clamp(req.started_at_ms),
+                clamp(req.finished_at_ms)
             ],
         )
         .map_err(map_err)?;

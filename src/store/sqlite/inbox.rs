@@ -1,9 +1,9 @@
 //! Starting a turn in SQLite: idempotent enqueue, the lease, fenced claims
 //! and the head, each usable inside one transaction.
 
+use super::SqliteStore;
 use super::rows::{exec, row};
 use super::schema::map_err;
-use super::{SqliteStore, parse_state};
 use crate::model::SessionId;
 use crate::store::rules;
 use crate::store::{
@@ -21,25 +21,20 @@ impl SqliteStore {
         payload: &str,
     ) -> StoreResult<Enqueued> {
         Self::ensure_session(tx, session)?;
-        let existing: Option<(i64, String, String, Option<i64>)> = row(
-            tx,
-            "SELECT seq, payload, state, claim_fence FROM inbox WHERE session_id = ?1 AND id = ?2",
-            params![session.as_str(), entry.id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()
-        .map_err(map_err)?;
-        if let Some((seq, payload, state, fence)) = existing {
-            return Ok(Enqueued {
-                entry: InboxEntry {
-                    id: entry.id.clone(),
-                    seq: seq as u64,
-                    payload: rules::decode("inbox payload", &payload)?,
-                    state: parse_state(&state)?,
-                    claim_fence: fence.map(|f| f as u64),
-                },
-                duplicate: true,
-            });
+        let existing = Self::entry_by_id(tx, session, &entry.id)?;
+        let turn_taken = match (&existing, &entry.turn_id) {
+            (None, Some(turn_id)) => row(
+                tx,
+                "SELECT EXISTS (SELECT 1 FROM inbox WHERE session_id = ?1 AND turn_id = ?2)
+                     OR EXISTS (SELECT 1 FROM turns WHERE session_id = ?1 AND turn_id = ?2)",
+                params![session.as_str(), turn_id],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(map_err)?,
+            _ => false,
+        };
+        if let Some(found) = rules::decide_enqueue(entry, existing, turn_taken)? {
+            return Ok(found);
         }
         let seq: i64 = row(
             tx,
@@ -48,9 +43,11 @@ impl SqliteStore {
             |r| r.get(0),
         )
         .map_err(map_err)?;
-        exec(tx,
-            "INSERT INTO inbox (session_id, seq, id, payload, state) VALUES (?1, ?2, ?3, ?4, 'pending')",
-            params![session.as_str(), seq, entry.id, payload],
+        exec(
+            tx,
+            "INSERT INTO inbox (session_id, seq, id, payload, state, turn_id)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
+            params![session.as_str(), seq, entry.id, payload, entry.turn_id],
         )
         .map_err(map_err)?;
         Ok(Enqueued {
@@ -60,6 +57,7 @@ impl SqliteStore {
                 payload: entry.payload.clone(),
                 state: InboxState::Pending,
                 claim_fence: None,
+                turn_id: entry.turn_id.clone(),
             },
             duplicate: false,
         })
@@ -77,6 +75,7 @@ impl SqliteStore {
         }
         let live = Self::live_entries(tx, &lease.session_id)?;
         let mut taken = rules::select_claim(&live, lease.fence, target);
+        let orphaned_from = rules::orphaned_from(&taken, lease.fence);
         for e in taken.iter_mut() {
             exec(tx,
                 "UPDATE inbox SET state = 'claimed', claim_fence = ?3 WHERE session_id = ?1 AND id = ?2",
@@ -86,7 +85,7 @@ impl SqliteStore {
             e.state = InboxState::Claimed;
             e.claim_fence = Some(lease.fence);
         }
-        Ok(rules::into_claim(taken))
+        Ok(rules::into_claim(taken, orphaned_from))
     }
 
     /// Takes the lease (see `SessionStore::acquire_lease`).
@@ -100,7 +99,7 @@ impl SqliteStore {
         Self::ensure_session(tx, session)?;
         let current = Self::lease_row(tx, session)?;
         let acquired = rules::decide_acquire(session, current.as_ref(), owner, ttl_ms, now)?;
-        if acquired.new_fence {
+        if acquired.requeue_claims {
             exec(
                 tx,
                 "UPDATE inbox SET state = 'pending', claim_fence = NULL

@@ -13,13 +13,13 @@ mod schema;
 
 use super::rules::{self, StoreOptions};
 use super::*;
-use crate::model::{Message, SessionEvent, SessionId, StoredEvent, TurnOutcome};
+use crate::model::{Message, SessionEvent, SessionId, StoredEvent};
 use rusqlite::{Connection, Transaction, params};
 use schema::map_err;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
+pub use schema::{APPLICATION_ID, SCHEMA_VERSION, SqliteSync};
 
 /// A store in one SQLite file.
 pub struct SqliteStore {
@@ -33,7 +33,7 @@ fn clamp(n: u64) -> i64 {
     n.min(i64::MAX as u64) as i64
 }
 
-fn parse_state(s: &str) -> StoreResult<InboxState> {
+pub(super) fn parse_state(s: &str) -> StoreResult<InboxState> {
     match s {
         "pending" => Ok(InboxState::Pending),
         "claimed" => Ok(InboxState::Claimed),
@@ -51,7 +51,7 @@ impl SqliteStore {
     /// Opens the database at `path` with options.
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> StoreResult<Self> {
         let path = path.as_ref().to_path_buf();
-        let conn = schema::open(&path)?;
+        let conn = schema::open(&path, options.sqlite_sync)?;
         Ok(SqliteStore {
             path,
             options,
@@ -148,24 +148,45 @@ impl SessionStore for SqliteStore {
     async fn turns(&self, session: &SessionId) -> StoreResult<Vec<TurnRecord>> {
         self.read(|c| {
             Self::require_session(c, session)?;
-            collect(
+            Self::turn_rows(c, session, None)
+        })
+    }
+
+    async fn committed_turn(
+        &self,
+        session: &SessionId,
+        turn_id: &str,
+    ) -> StoreResult<Option<CommittedTurn>> {
+        self.read(|c| {
+            Self::require_session(c, session)?;
+            let Some(record) = Self::turn_rows(c, session, Some(turn_id))?.pop() else {
+                return Ok(None);
+            };
+            let messages = collect(
                 c,
-                "SELECT turn_id, version, outcome, usage, commit_hash FROM turns
-                 WHERE session_id = ?1 ORDER BY version",
+                "SELECT body FROM messages WHERE session_id = ?1 AND version = ?2 ORDER BY ord",
+                params![session.as_str(), clamp(record.version)],
+                |r| rules::decode::<Message>("message", &col::<String>(r, 0)?),
+            )?;
+            Ok(Some(CommittedTurn { record, messages }))
+        })
+    }
+
+    async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage> {
+        self.read(|c| {
+            Self::require_session(c, session)?;
+            let entries = Self::live_page(c, session, limit as u64)?;
+            let total: i64 = row(
+                c,
+                "SELECT count(*) FROM inbox WHERE session_id = ?1 AND state != 'completed'",
                 params![session.as_str()],
-                |r| {
-                    Ok(TurnRecord {
-                        turn_id: col(r, 0)?,
-                        version: col::<i64>(r, 1)? as u64,
-                        outcome: rules::decode::<TurnOutcome>(
-                            "turn outcome",
-                            &col::<String>(r, 2)?,
-                        )?,
-                        usage: rules::decode("turn usage", &col::<String>(r, 3)?)?,
-                        commit_hash: col(r, 4)?,
-                    })
-                },
+                |r| r.get(0),
             )
+            .map_err(map_err)?;
+            Ok(InboxPage {
+                entries,
+                total: total as u64,
+            })
         })
     }
 
@@ -266,13 +287,26 @@ impl SessionStore for SqliteStore {
         // One write transaction instead of four: the first step of every
         // turn pays for one commit.
         self.write(|tx| {
-            if let (Some(entry), Some(payload)) = (&enqueue, &payload) {
-                Self::enqueue_in(tx, session, entry, payload)?;
-            }
+            let enqueued = match (&enqueue, &payload) {
+                (Some(entry), Some(payload)) => {
+                    Some(Self::enqueue_in(tx, session, entry, payload)?)
+                }
+                _ => None,
+            };
             let lease = Self::acquire_in(tx, session, owner, ttl_ms, now)?;
             let claim = Self::claim_in(tx, &lease, &target)?;
             let head = Self::head_in(tx, session)?;
-            Ok(TurnStart { lease, claim, head })
+            let next_live = match claim {
+                Some(_) => None,
+                None => rules::next_live_input(&Self::live_entries(tx, session)?),
+            };
+            Ok(TurnStart {
+                lease,
+                claim,
+                head,
+                enqueued,
+                next_live,
+            })
         })
     }
 

@@ -5,7 +5,7 @@ use super::schema::map_err;
 use super::{SqliteStore, parse_state};
 use crate::model::{SessionEvent, SessionId};
 use crate::store::rules::{self, LeaseRow};
-use crate::store::{InboxEntry, StoreError, StoreResult};
+use crate::store::{InboxEntry, StoreError, StoreResult, TurnRecord};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 impl SqliteStore {
@@ -63,18 +63,60 @@ impl SqliteStore {
         conn: &Connection,
         session: &SessionId,
     ) -> StoreResult<Vec<InboxEntry>> {
+        Self::live_page(conn, session, u64::MAX)
+    }
+
+    /// The first `limit` live entries, FIFO.
+    pub(super) fn live_page(
+        conn: &Connection,
+        session: &SessionId,
+        limit: u64,
+    ) -> StoreResult<Vec<InboxEntry>> {
         collect(
             conn,
-            "SELECT id, seq, payload, state, claim_fence FROM inbox
-             WHERE session_id = ?1 AND state != 'completed' ORDER BY seq",
-            params![session.as_str()],
+            "SELECT id, seq, payload, state, claim_fence, turn_id FROM inbox
+             WHERE session_id = ?1 AND state != 'completed' ORDER BY seq LIMIT ?2",
+            params![session.as_str(), super::clamp(limit)],
+            inbox_entry,
+        )
+    }
+
+    /// The entry stored under `id`, in any state.
+    pub(super) fn entry_by_id(
+        conn: &Connection,
+        session: &SessionId,
+        id: &str,
+    ) -> StoreResult<Option<InboxEntry>> {
+        let mut found = collect(
+            conn,
+            "SELECT id, seq, payload, state, claim_fence, turn_id FROM inbox
+             WHERE session_id = ?1 AND id = ?2",
+            params![session.as_str(), id],
+            inbox_entry,
+        )?;
+        Ok(found.pop())
+    }
+
+    /// Committed turns in order: all of them, or the one named.
+    pub(super) fn turn_rows(
+        conn: &Connection,
+        session: &SessionId,
+        only: Option<&str>,
+    ) -> StoreResult<Vec<TurnRecord>> {
+        collect(
+            conn,
+            "SELECT turn_id, version, outcome, usage, commit_hash, started_at_ms, finished_at_ms
+             FROM turns WHERE session_id = ?1 AND (?2 IS NULL OR turn_id = ?2) ORDER BY version",
+            params![session.as_str(), only],
             |r| {
-                Ok(InboxEntry {
-                    id: col(r, 0)?,
-                    seq: col::<i64>(r, 1)? as u64,
-                    payload: rules::decode("inbox payload", &col::<String>(r, 2)?)?,
-                    state: parse_state(&col::<String>(r, 3)?)?,
-                    claim_fence: col::<Option<i64>>(r, 4)?.map(|f| f as u64),
+                Ok(TurnRecord {
+                    turn_id: col(r, 0)?,
+                    version: col::<i64>(r, 1)? as u64,
+                    outcome: rules::decode("turn outcome", &col::<String>(r, 2)?)?,
+                    usage: rules::decode("turn usage", &col::<String>(r, 3)?)?,
+                    commit_hash: col(r, 4)?,
+                    started_at_ms: col::<i64>(r, 5)? as u64,
+                    finished_at_ms: col::<i64>(r, 6)? as u64,
                 })
             },
         )
@@ -139,4 +181,15 @@ pub(super) fn row<T, P: rusqlite::Params>(
     f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
     c.prepare_cached(sql)?.query_row(params, f)
+}
+
+fn inbox_entry(r: &rusqlite::Row<'_>) -> StoreResult<InboxEntry> {
+    Ok(InboxEntry {
+        id: col(r, 0)?,
+        seq: col::<i64>(r, 1)? as u64,
+        payload: rules::decode("inbox payload", &col::<String>(r, 2)?)?,
+        state: parse_state(&col::<String>(r, 3)?)?,
+        claim_fence: col::<Option<i64>>(r, 4)?.map(|f| f as u64),
+        turn_id: col(r, 5)?,
+    })
 }

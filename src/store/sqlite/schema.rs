@@ -80,10 +80,27 @@ const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL,
         PRIMARY KEY (session_id, key)
     );",
+    // 2: each input's turn id, unique per session; turn start and finish times.
+    "ALTER TABLE inbox ADD COLUMN turn_id TEXT;
+    CREATE UNIQUE INDEX inbox_turn ON inbox (session_id, turn_id);
+    ALTER TABLE turns ADD COLUMN started_at_ms INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE turns ADD COLUMN finished_at_ms INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How hard SQLite syncs a commit to disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqliteSync {
+    /// `synchronous=FULL`: an acknowledged commit survives power loss (the
+    /// default).
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: faster; the last commits may be lost on power
+    /// loss or an OS crash (never on a process crash).
+    Normal,
+}
 
 /// Maps a SQLite error to a store error.
 pub fn map_err(e: rusqlite::Error) -> StoreError {
@@ -102,7 +119,7 @@ pub fn map_err(e: rusqlite::Error) -> StoreError {
 }
 
 /// Opens (creating if new) and migrates a database file.
-pub fn open(path: &Path) -> Result<Connection, StoreError> {
+pub fn open(path: &Path, durability: SqliteSync) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
@@ -134,7 +151,16 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     }
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(map_err)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
+    // FULL: a commit the store acknowledged survives power loss. Restate
+    // records the commit step's receipt once the step returns, and replay
+    // never runs a completed step again, so a receipt must never outlive its
+    // commit. `NORMAL` in WAL mode may lose the last transactions.
+    let sync = if durability == SqliteSync::Normal {
+        "NORMAL"
+    } else {
+        "FULL"
+    };
+    conn.pragma_update(None, "synchronous", sync)
         .map_err(map_err)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(map_err)?;

@@ -1,0 +1,145 @@
+//! Admission: what `submit`, `turn` and the CLI check before anything is
+//! stored, on both tiers. Whatever passes here can run: its ids make valid
+//! turn and journal names and its size fits every record it will be part
+//! of. Content problems a turn can report (an empty input, say) are left to
+//! the turn, which commits them as `Stopped(InvalidInput)` in FIFO order.
+
+use super::{EngineError, TurnRequest};
+use crate::model::{TurnId, TurnInput};
+
+/// Longest input id or trace turn id accepted, in bytes.
+pub const MAX_EXTERNAL_ID_LEN: usize = 128;
+
+/// An input that may be stored: its id and turn id fixed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Admitted {
+    /// The input id (the caller's, or derived).
+    pub input_id: String,
+    /// The turn it runs as.
+    pub turn_id: TurnId,
+    /// The input, carrying its input id.
+    pub input: TurnInput,
+}
+
+fn invalid(message: String) -> EngineError {
+    EngineError::InvalidInput {
+        code: "invalid_input",
+        message,
+    }
+}
+
+/// Checks a caller-chosen id: 1 to 128 bytes of printable ASCII without
+/// spaces, so it is safe in turn ids, journal step names, URLs and logs.
+pub fn check_external_id(what: &str, id: &str) -> Result<(), EngineError> {
+    if id.is_empty() {
+        return Err(invalid(format!("{what} must not be empty")));
+    }
+    if id.len() > MAX_EXTERNAL_ID_LEN {
+        return Err(invalid(format!(
+            "{what} is {} bytes, over the limit of {MAX_EXTERNAL_ID_LEN}",
+            id.len()
+        )));
+    }
+    if let Some(c) = id.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(invalid(format!(
+            "{what} may hold only printable ASCII without spaces; found {c:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Admits `input`: checks its size and ids, and fixes its input id (the
+/// caller's, else `derive()`, which must be stable across retries) and turn
+/// id. Refuses, with nothing stored, what could never run.
+pub fn admit(
+    mut input: TurnInput,
+    max_input_bytes: usize,
+    derive: impl FnOnce() -> String,
+) -> Result<Admitted, EngineError> {
+    let size = serde_json::to_vec(&input)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > max_input_bytes {
+        return Err(EngineError::InvalidInput {
+            code: "payload_too_large",
+            message: format!("input is {size} bytes, over the limit of {max_input_bytes}"),
+        });
+    }
+    let input_id = match &input.input_id {
+        Some(id) => {
+            check_external_id("input_id", id)?;
+            id.clone()
+        }
+        None => derive(),
+    };
+    if let Some(trace) = &input.trace_turn_id {
+        check_external_id("trace_turn_id", trace)?;
+        if trace.contains(":agent-frame:") {
+            return Err(invalid(
+                "trace_turn_id must not contain ':agent-frame:' (reserved for agent frames)".into(),
+            ));
+        }
+    }
+    let turn_id = TurnRequest::turn_id_for(&input_id, input.trace_turn_id.as_deref())
+        .map_err(|e| invalid(e.to_string()))?;
+    input.input_id = Some(input_id.clone());
+    Ok(Admitted {
+        input_id,
+        turn_id,
+        input,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_ids(input_id: Option<&str>, trace: Option<&str>) -> TurnInput {
+        let mut i = TurnInput::text("hi");
+        i.input_id = input_id.map(str::to_string);
+        i.trace_turn_id = trace.map(str::to_string);
+        i
+    }
+
+    fn code(r: Result<Admitted, EngineError>) -> String {
+        r.expect_err("must be refused").code()
+    }
+
+    #[test]
+    fn admission_fixes_the_input_and_turn_ids() {
+        let a = admit(with_ids(Some("in-1"), None), 1024, || unreachable!()).unwrap();
+        assert_eq!(a.turn_id.as_str(), "turn-in-1");
+        assert_eq!(a.input.input_id.as_deref(), Some("in-1"));
+        let b = admit(with_ids(None, Some("trace-7")), 1024, || "in-x".into()).unwrap();
+        assert_eq!(
+            (b.input_id.as_str(), b.turn_id.as_str()),
+            ("in-x", "trace-7")
+        );
+    }
+
+    #[test]
+    fn ids_that_could_never_run_are_refused_at_the_door() {
+        let long = "x".repeat(300);
+        for (id, trace) in [
+            (Some(long.as_str()), None),
+            (Some("a\u{1}b"), None),
+            (Some("has space"), None),
+            (Some(""), None),
+            (None, Some("")),
+            (None, Some(long.as_str())),
+            (None, Some("t:agent-frame:1")),
+        ] {
+            assert_eq!(
+                code(admit(with_ids(id, trace), 1 << 20, || "in-d".into())),
+                "invalid_input",
+                "{id:?} {trace:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_input_over_the_limit_is_too_large() {
+        let big = TurnInput::text("y".repeat(2000));
+        assert_eq!(code(admit(big, 1000, || "in".into())), "payload_too_large");
+    }
+}
