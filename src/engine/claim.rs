@@ -95,7 +95,12 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
                 let (lease, head) = (start.lease, start.head);
                 cx.lease_until.store(lease.expires_at_ms, Ordering::SeqCst);
                 let Some(claim) = start.claim else {
-                    rt.store.release_lease(&lease).await.map_err(step_err)?;
+                    // Keep the lease while an earlier input is live: it may be
+                    // an ended invocation's orphan, and a released lease would
+                    // send it back to pending, to run again in full.
+                    if start.next_live.is_none() {
+                        rt.store.release_lease(&lease).await.map_err(step_err)?;
+                    }
                     return Err(not_claimed(cx, input_id, start.enqueued, start.next_live));
                 };
                 let InboxPayload::Input(input) = claim.input.payload.clone() else {

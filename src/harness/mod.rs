@@ -79,6 +79,7 @@ pub struct RestateServer {
     child: Option<Child>,
     dir: tempfile::TempDir,
     node_port: u16,
+    env: Vec<(String, String)>,
     /// Ingress URL.
     pub ingress: String,
     /// Admin URL.
@@ -88,6 +89,12 @@ pub struct RestateServer {
 impl RestateServer {
     /// Starts a server and waits until it is healthy.
     pub fn start() -> HarnessResult<Self> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra environment (e.g. shorter invoker timers,
+    /// `RESTATE_WORKER__INVOKER__INACTIVITY_TIMEOUT=2s`).
+    pub fn start_with(env: &[(&str, &str)]) -> HarnessResult<Self> {
         let dir = tempfile::tempdir().map_err(|e| err(format!("temp dir: {e}")))?;
         let (ingress, admin, node_port) = (free_port()?, free_port()?, free_port()?);
         let config = format!(
@@ -102,6 +109,10 @@ impl RestateServer {
             child: None,
             dir,
             node_port,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ingress: format!("http://127.0.0.1:{ingress}"),
             admin: format!("http://127.0.0.1:{admin}"),
         };
@@ -116,6 +127,7 @@ impl RestateServer {
             .arg(self.dir.path().join("restate.toml"))
             .env("RESTATE_BIND_PORT", self.node_port.to_string())
             .env("RESTATE_LOG_FILTER", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(
                 log.try_clone().map_err(|e| err(e.to_string()))?,
             ))
@@ -202,6 +214,22 @@ impl RestateServer {
             Some(id) if status < 300 => Ok(id.to_string()),
             _ => Err(err(format!("send: {status} {v}"))),
         }
+    }
+
+    /// Kills an invocation through the admin API: no handler code runs for
+    /// it again.
+    pub async fn kill_invocation(&self, invocation: &str) -> HarnessResult<()> {
+        let url = format!("{}/invocations/{invocation}/kill", self.admin);
+        let resp = client()?
+            .patch(&url)
+            .send()
+            .await
+            .map_err(|e| err(format!("kill {invocation}: {e}")))?;
+        let (status, v) = reply(resp).await?;
+        if status >= 300 {
+            return Err(err(format!("kill {invocation}: {status} {v}")));
+        }
+        Ok(())
     }
 
     /// Waits for an invocation's result.
@@ -385,6 +413,23 @@ impl Service {
             signal(&c, libc::SIGKILL);
             let _ = c.wait();
         }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; its exit status,
+    /// or `None` if it was still running after `timeout` (then SIGKILLed).
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        signal(&c, libc::SIGTERM);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        None
     }
 
     /// Starts it again on the same port, with `env`.

@@ -185,6 +185,12 @@ impl SessionReads for RestateReads<'_> {
     }
 }
 
+/// Whether a turn only settled an ended invocation's input.
+fn is_settled_orphan(result: &TurnResult) -> bool {
+    matches!(&result.outcome, crate::model::TurnOutcome::Stopped(s)
+        if s.message == crate::engine::driver::ORPHANED)
+}
+
 fn terminal_to_engine(e: TerminalError) -> EngineError {
     EngineError::InvalidRequest(e.message().to_string())
 }
@@ -338,14 +344,19 @@ impl Session {
             .name("enqueue")
             .await?
             .into_inner();
-        ctx.object_client::<SessionClient>(ctx.key()).drain().send();
+        // Two drains: the second is a backstop, queued behind the first on
+        // this key. Killing an invocation kills what it sent, so a killed
+        // drain's own successor never comes; this one, sent by `submit`,
+        // still does, and settles the killed drain's input.
+        let client = || ctx.object_client::<SessionClient>(ctx.key());
+        client().drain().send();
+        client().drain().send();
         Ok(Json(reply))
     }
 
-    /// Runs the earliest live input as a turn (settling it if the
-    /// invocation that claimed it ended). Before running it, sends the next
-    /// `drain`: if this invocation is killed, that one still comes, so an
-    /// acknowledged input never waits for a further submit.
+    /// Runs the earliest live input as a turn, then sends the next `drain`
+    /// while more wait. An input whose invocation ended without committing
+    /// is settled first, and does not count: the drain goes on to the next.
     #[handler]
     async fn drain(
         &self,
@@ -361,19 +372,26 @@ impl Session {
                 rt: &self.rt,
             },
         );
-        let Some(next) = reads.next_input(&sid).await.map_err(handler_error)? else {
-            return Ok(Json(None));
-        };
-        ctx.object_client::<SessionClient>(ctx.key()).drain().send();
-        let turn = TurnId::new(&next.turn_id)
-            .map_err(|e| handler_error(EngineError::InvalidRequest(e.to_string())))?;
         let cancel = CancelToken::new();
-        let result = self
-            .sessions(&journal, &reads, &owner, &cancel)
-            .run_input(&sid, &next.input_id, &turn, None)
-            .await
-            .map_err(handler_error)?;
-        Ok(Json(Some(result)))
+        let sessions = self.sessions(&journal, &reads, &owner, &cancel);
+        let mut ran = None;
+        while let Some(next) = reads.next_input(&sid).await.map_err(handler_error)? {
+            if ran.is_some() {
+                // More wait: the next drain runs the next one.
+                ctx.object_client::<SessionClient>(ctx.key()).drain().send();
+                break;
+            }
+            let turn = TurnId::new(&next.turn_id)
+                .map_err(|e| handler_error(EngineError::InvalidRequest(e.to_string())))?;
+            let result = sessions
+                .run_input(&sid, &next.input_id, &turn, None)
+                .await
+                .map_err(handler_error)?;
+            if !is_settled_orphan(&result) {
+                ran = Some(result);
+            }
+        }
+        Ok(Json(ran))
     }
 
     /// Asks the running turn to stop: it commits `Stopped(Cancelled)`, keeps

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod restate;
+pub mod rig;
 
 use async_trait::async_trait;
 use ratchet::store::conformance::StoreFactory;

@@ -1,0 +1,127 @@
+//! A restate-server and one `ratchet serve` on a SQLite file, with the
+//! waits and reads the end-to-end tests share.
+
+use super::restate::{RestateServer, Service, ratchet_bin};
+use ratchet::model::SessionId;
+use ratchet::store::{SessionStore, SqliteStore};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// A server, a service and the temp dir holding the store and logs.
+pub struct Rig {
+    /// The restate-server.
+    pub server: RestateServer,
+    /// The `ratchet serve` process.
+    pub service: Service,
+    /// Holds `ratchet.db` and the logs.
+    pub dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// Starts both (the service with `env`) and registers the service.
+    pub async fn start(env: &[(&str, &str)]) -> Rig {
+        Self::start_with_server_env(&[], env).await
+    }
+
+    /// Like [`Rig::start`], with extra environment for restate-server.
+    pub async fn start_with_server_env(server_env: &[(&str, &str)], env: &[(&str, &str)]) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let server = RestateServer::start_with(server_env).expect("restate-server");
+        let store = format!("sqlite:{}", dir.path().join("ratchet.db").display());
+        let service = Service::start(&ratchet_bin(), &store, &server.admin, dir.path(), env)
+            .expect("ratchet serve");
+        server.register(&service.uri()).await.expect("register");
+        Rig {
+            server,
+            service,
+            dir,
+        }
+    }
+
+    /// The SQLite file.
+    pub fn db(&self) -> std::path::PathBuf {
+        self.dir.path().join("ratchet.db")
+    }
+
+    /// A second handle on the service's store.
+    pub fn store(&self) -> SqliteStore {
+        SqliteStore::open(self.db()).unwrap()
+    }
+
+    /// Both logs, for assertion messages.
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "--- service log\n{}\n--- server log\n{}",
+            self.service.log(),
+            self.server.log()
+        )
+    }
+
+    /// Waits until `session` has committed `version` turns.
+    pub async fn wait_for_version(&self, session: &str, version: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(head) = self.store().head(&sid(session)).await
+                && head.version >= version
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "session {session} never reached version {version}\n{}",
+            self.diagnostics()
+        );
+    }
+
+    /// Waits until the effect `key` has run at least once.
+    pub async fn wait_for_effect(&self, session: &str, key: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(counts) = self.store().effect_counts(&sid(session)).await
+                && counts.get(key).copied().unwrap_or(0) > 0
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "effect {key} of {session} never ran\n{}",
+            self.diagnostics()
+        );
+    }
+
+    /// Checks nothing is left claimed, pending or leased in `session`.
+    pub async fn assert_settled(&self, session: &str) {
+        let store = self.store();
+        let live = store.inbox(&sid(session)).await.unwrap();
+        assert!(live.is_empty(), "left in the inbox: {live:?}");
+        let lease = store.current_lease(&sid(session)).await.unwrap();
+        assert!(lease.is_none(), "lease left: {lease:?}");
+    }
+
+    /// Committed turns of `session` as (turn id, status, reason).
+    pub async fn outcomes(&self, session: &str) -> Vec<(String, String, String)> {
+        self.store()
+            .turns(&sid(session))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| {
+                let v = serde_json::to_value(&t.outcome).unwrap();
+                let field = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                (t.turn_id, field("status"), field("reason"))
+            })
+            .collect()
+    }
+}
+
+/// A session id.
+pub fn sid(s: &str) -> SessionId {
+    SessionId::new(s).unwrap()
+}
+
+/// A `turn`/`submit` body of one text item with an input id.
+pub fn turn_body(text: &str, input_id: &str) -> Value {
+    json!({"input": {"items": [{"type": "text", "text": text}], "input_id": input_id}})
+}
