@@ -280,7 +280,11 @@ fn main() -> ExitCode {
     match runtime.block_on(inline::dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let message = format!("{e:#}");
+            match error_code(&e) {
+                Some(code) if !message.contains(&code) => eprintln!("error: {code}: {message}"),
+                _ => eprintln!("error: {message}"),
+            }
             if refused_input(&e) {
                 ExitCode::from(2)
             } else {
@@ -288,6 +292,17 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The stable code of the library error inside `e`, if there is one.
+fn error_code(e: &anyhow::Error) -> Option<String> {
+    use ratchet::engine::EngineError;
+    use ratchet::store::StoreError;
+    e.chain().find_map(|c| {
+        c.downcast_ref::<EngineError>()
+            .map(EngineError::code)
+            .or_else(|| c.downcast_ref::<StoreError>().map(|s| s.code().to_string()))
+    })
 }
 
 /// Whether an error refused the user's input, with nothing stored: the

@@ -135,9 +135,9 @@ impl EngineConfig {
     /// a step that is still within its own timeouts.
     pub fn step_budget_ms(&self, tools: &ToolRegistry) -> u64 {
         let model = self.provider_retry.worst_case_ms(self.model_timeout_ms);
-        let tool = self
-            .tool_retry
-            .worst_case_ms(tools.longest_timeout_ms(self.tool_timeout_ms));
+        let tool = tools
+            .longest_timeout_ms(self.tool_timeout_ms)
+            .map_or(0, |t| self.tool_retry.worst_case_ms(t));
         model.max(tool)
     }
 }
@@ -259,7 +259,7 @@ pub enum EngineError {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     /// An input refused at the door: nothing was stored.
-    #[error("{message}")]
+    #[error("{code}: {message}")]
     InvalidInput {
         /// `invalid_input` or `payload_too_large`.
         code: &'static str,

@@ -44,13 +44,13 @@ impl ToolRegistry {
             .map_or(default_ms, |d| d.as_millis() as u64)
     }
 
-    /// The longest timeout of any tool (`default_ms` for those declaring none).
-    pub fn longest_timeout_ms(&self, default_ms: u64) -> u64 {
+    /// The longest timeout of any tool (`default_ms` for those declaring
+    /// none); `None` for an empty registry.
+    pub fn longest_timeout_ms(&self, default_ms: u64) -> Option<u64> {
         self.tools
             .keys()
             .map(|n| self.timeout_ms(n, default_ms))
             .max()
-            .unwrap_or(default_ms)
     }
 
     /// Whether a call to `name` may be retried after a timeout: not for
