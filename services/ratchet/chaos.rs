@@ -18,6 +18,7 @@ pub async fn run(quick: bool, scenario: Option<String>) -> Result<()> {
         let victim = match r.point.victim {
             Victim::Service => "service",
             Victim::Restate => "restate",
+            Victim::Invocation => "kill",
         };
         let result = match &r.failure {
             None => "pass".to_string(),

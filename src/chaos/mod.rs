@@ -2,7 +2,10 @@
 //! on a real restate-server, then for every fault point a run whose service
 //! process dies there (SIGKILL) and is restarted, checked against the
 //! reference (see [`check`]). A sample of points kills restate-server itself
-//! instead. `ratchet chaos` prints the report; `scripts/chaos.sh` runs it.
+//! instead, and another sample kills the invocation through the admin API:
+//! its turn must be settled as stopped when the input is sent again, with no
+//! effect run twice, and the session must go on. `ratchet chaos` prints the
+//! report; `scripts/chaos.sh` runs it.
 
 pub mod check;
 pub mod scenarios;
@@ -38,6 +41,9 @@ pub enum Victim {
     Service,
     /// restate-server (SIGKILL while the service pauses at the point).
     Restate,
+    /// The invocation (killed through the admin API while the service
+    /// pauses at the point).
+    Invocation,
 }
 
 /// One fault point of one scenario.
@@ -115,6 +121,7 @@ pub fn plan(steps: &[String], quick: bool) -> Vec<Point> {
             victim: Victim::Service,
         });
         points.push(at("after", "model:0", Victim::Restate));
+        points.push(at("after", "model:0", Victim::Invocation));
         return points;
     }
     for step in steps {
@@ -132,6 +139,14 @@ pub fn plan(steps: &[String], quick: bool) -> Vec<Point> {
         .chain(first_tool.cloned())
     {
         points.push(at("after", &step, Victim::Restate));
+    }
+    for step in ["claim", "model:0"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(first_tool.cloned())
+        .chain(["finalize".to_string()])
+    {
+        points.push(at("after", &step, Victim::Invocation));
     }
     points
 }
@@ -217,27 +232,27 @@ impl Rig {
                 inv
             }
             Victim::Restate => {
-                let pause = format!("2000@{}", point.spec);
-                let mut env = model.to_vec();
-                env.push(("RATCHET_PAUSE", &pause));
-                self.service.restart(&env).map_err(|e| e.to_string())?;
-                let paused = || self.service.log().matches("pause point reached").count();
-                let before = paused();
-                let inv = self
-                    .server
-                    .send(session, "turn", &body(s))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let deadline = Instant::now() + Duration::from_secs(20);
-                while paused() <= before {
-                    if Instant::now() > deadline {
-                        return Err("the pause point was never reached".into());
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+                let inv = self.paused_at(s, session, point, model).await?;
                 self.server.kill9();
                 self.server.restart().map_err(|e| e.to_string())?;
                 inv
+            }
+            Victim::Invocation => {
+                let inv = self.paused_at(s, session, point, model).await?;
+                self.server
+                    .kill_invocation(&inv)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // The client sends the input again: it is settled in place.
+                let (status, reply) = self
+                    .server
+                    .call(session, "turn", &body(s))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if status != 200 || reply["outcome"]["reason"] != "incomplete" {
+                    return Err(format!("the killed turn was not settled: {status} {reply}"));
+                }
+                return Ok(());
             }
         };
         let (status, reply) = self.server.attach(&inv).await.map_err(|e| e.to_string())?;
@@ -247,12 +262,77 @@ impl Rig {
         Ok(())
     }
 
+    /// Restarts the service to pause once at the point, sends the turn and
+    /// waits until it pauses there; returns the invocation id.
+    async fn paused_at(
+        &mut self,
+        s: &Scenario,
+        session: &str,
+        point: &Point,
+        model: &[(&str, &str)],
+    ) -> Result<String, String> {
+        let pause = format!("2000@{}", point.spec);
+        let mut env = model.to_vec();
+        env.push(("RATCHET_PAUSE", &pause));
+        self.service.restart(&env).map_err(|e| e.to_string())?;
+        let paused = || self.service.log().matches("pause point reached").count();
+        let before = paused();
+        let inv = self
+            .server
+            .send(session, "turn", &body(s))
+            .await
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while paused() <= before {
+            if Instant::now() > deadline {
+                return Err("the pause point was never reached".into());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(inv)
+    }
+
+    /// After a kill: one settled turn, no effect beyond the reference's,
+    /// nothing left, and the session goes on with a new input.
+    async fn verify_killed(&self, session: &str, reference: &Reference) -> Result<(), String> {
+        let store = self.store().map_err(|e| e.to_string())?;
+        let sid = SessionId::new(session).map_err(|e| e.to_string())?;
+        let turns = store.turns(&sid).await.map_err(|e| e.to_string())?;
+        let settled = matches!(turns.as_slice(), [t] if t.turn_id == ROOT_TURN
+            && t.outcome.stop_reason() == Some(crate::model::StopReason::Incomplete));
+        if !settled {
+            return Err(format!("expected one settled turn, found {turns:?}"));
+        }
+        let effects = store.effect_counts(&sid).await.map_err(|e| e.to_string())?;
+        if let Some((key, n)) = effects
+            .iter()
+            .find(|(k, n)| **n > 1 || !reference.effects.contains_key(*k))
+        {
+            return Err(format!("effect {key} ran {n} times after a kill"));
+        }
+        check::check_clean(&store, &sid).await?;
+        let next =
+            json!({"input": {"items": [{"type": "text", "text": "hello"}], "input_id": "in-2"}});
+        let (status, reply) = self
+            .server
+            .call(session, "turn", &next)
+            .await
+            .map_err(|e| e.to_string())?;
+        if status != 200 || reply["turn_index"] != 1 {
+            return Err(format!("the session did not go on: {status} {reply}"));
+        }
+        check::check_clean(&store, &sid).await
+    }
+
     async fn verify(
         &self,
         session: &str,
         point: &Point,
         reference: &Reference,
     ) -> Result<(), String> {
+        if point.victim == Victim::Invocation {
+            return self.verify_killed(session, reference).await;
+        }
         let store = self.store().map_err(|e| e.to_string())?;
         let sid = SessionId::new(session).map_err(|e| e.to_string())?;
         let snap = check::snapshot(&store, &sid).await?;
