@@ -49,7 +49,8 @@ done
 curl -sf "$admin/health" >/dev/null || { cat "$work/server.log" >&2; echo "restate-server did not start" >&2; exit 1; }
 
 start_service() {
-  "$bin" serve --store "sqlite:$db" --listen "127.0.0.1:$service_port" --restate-admin "$admin" \
+  # --effect-ledger counts every model and tool call, to show each ran once.
+  "$bin" serve --effect-ledger --store "sqlite:$db" --listen "127.0.0.1:$service_port" --restate-admin "$admin" \
     >"$work/service.out" 2>>"$work/service.log" &
   service_pid=$!
   for _ in $(seq 1 100); do grep -q listening "$work/service.out" 2>/dev/null && break; sleep 0.05; done

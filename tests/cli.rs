@@ -12,7 +12,8 @@ fn ratchet(dir: &Path, args: &[&str]) -> Command {
     c.current_dir(dir)
         .args(args)
         .env_remove("RATCHET_FAULT")
-        .env_remove("RATCHET_DB");
+        .env_remove("RATCHET_DB")
+        .env("RATCHET_EFFECT_LEDGER", "true");
     c
 }
 

@@ -16,7 +16,8 @@ fn ratchet(dir: &Path, args: &[&str]) -> Command {
         .args(args)
         .env_remove("RATCHET_FAULT")
         .env_remove("RATCHET_PAUSE")
-        .env_remove("RATCHET_DB");
+        .env_remove("RATCHET_DB")
+        .env("RATCHET_EFFECT_LEDGER", "true");
     c
 }
 

@@ -354,3 +354,45 @@ fn entry(id: &str, text: String) -> NewInboxEntry {
         payload: InboxPayload::Input(TurnInput::text(text).with_input_id(id)),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_with_the_admin_api_unreachable_fails_fast_and_clearly() {
+    let _g = e2e_lock().await;
+    // The service's admin URL points at a port nobody listens on.
+    let closed = support::restate::free_port().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::restate::RestateServer::start().unwrap();
+    let store = format!("sqlite:{}", dir.path().join("ratchet.db").display());
+    let service = support::restate::Service::start(
+        &support::restate::ratchet_bin(),
+        &store,
+        &format!("http://127.0.0.1:{closed}"),
+        dir.path(),
+        &[("RATCHET_PAUSE", "8000@after:model:0")],
+    )
+    .unwrap();
+    server.register(&service.uri()).await.unwrap();
+    let inv = server
+        .send("c", "turn", &turn_body(TWO_TOOLS, "in-1"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !service.log().contains("pause point reached") {
+        assert!(Instant::now() < deadline, "{}", service.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let (status, reply) = server.call("c", "cancel", &json!(null)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(6), "cancel blocked");
+    assert_eq!(status, 503, "{reply}");
+    assert!(
+        reply.to_string().contains("restate_admin_unreachable"),
+        "{reply}"
+    );
+    // The turn itself is untouched and finishes.
+    let (status, done) = server.attach(&inv).await.unwrap();
+    assert_eq!(
+        (status, &done["outcome"]["status"]),
+        (200, &json!("finished"))
+    );
+}

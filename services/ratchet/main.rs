@@ -69,6 +69,19 @@ struct StoreArgs {
         env = "RATCHET_TOOL_TIMEOUT_MS"
     )]
     tool_timeout_ms: u64,
+    /// Largest step record, in bytes of JSON; a larger one (a huge model
+    /// answer) stops the turn `runtime_error` instead of reaching the journal.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 256 * 1024,
+        env = "RATCHET_MAX_STEP_RECORD_BYTES"
+    )]
+    max_step_record_bytes: usize,
+    /// Count every model and tool call in the store's effect ledger
+    /// (`ratchet effects`), for failure testing; a store write per effect.
+    #[arg(long, global = true, env = "RATCHET_EFFECT_LEDGER")]
+    effect_ledger: bool,
     /// How SQLite syncs a commit: `full` (survives power loss; the default)
     /// or `normal` (faster; the last commits may be lost on an OS crash).
     #[arg(

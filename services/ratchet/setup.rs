@@ -131,6 +131,9 @@ pub fn runtime(store: Arc<dyn SessionStore>, args: &StoreArgs) -> Result<Runtime
     if args.model_timeout_ms == 0 || args.tool_timeout_ms == 0 {
         bail!("--model-timeout-ms and --tool-timeout-ms must be positive");
     }
+    if args.max_step_record_bytes < 4096 {
+        bail!("--max-step-record-bytes must be at least 4096");
+    }
     Ok(Runtime {
         store,
         model: model_from_spec(&args.model, &tools)?,
@@ -141,6 +144,8 @@ pub fn runtime(store: Arc<dyn SessionStore>, args: &StoreArgs) -> Result<Runtime
             lease_ttl_ms: args.lease_ttl_ms,
             model_timeout_ms: args.model_timeout_ms,
             tool_timeout_ms: args.tool_timeout_ms,
+            max_step_record_bytes: args.max_step_record_bytes,
+            effect_ledger: args.effect_ledger,
             ..EngineConfig::default()
         },
     })

@@ -204,6 +204,8 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
         ("RATCHET_MODEL", model.as_str()),
         ("RATCHET_WITH_FLOOR", "true"),
         ("RATCHET_LOG", "warn"),
+        // Measure what production runs: no effect ledger.
+        ("RATCHET_EFFECT_LEDGER", "false"),
     ];
     let service = Service::start(
         &opts.bin,
@@ -275,10 +277,17 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
     }
     let (ratchet_tps, floor_tps) = (ratchet_tps / rounds as f64, floor_tps / rounds as f64);
 
-    say("inline tier: SQLite vs memory");
+    say("inline tier: SQLite (synchronous=FULL, the default, and NORMAL) vs memory");
     let inline_db = dir.path().join("inline.db");
     let sqlite: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(&inline_db).map_err(err)?);
     let inline_sqlite = inline_p50(sqlite, sizes.inline).await?;
+    let normal = crate::store::rules::StoreOptions {
+        sqlite_sync: crate::store::SqliteSync::Normal,
+        ..Default::default()
+    };
+    let sqlite_normal: Arc<dyn SessionStore> =
+        Arc::new(SqliteStore::open_with(dir.path().join("inline-normal.db"), normal).map_err(err)?);
+    let inline_sqlite_normal = inline_p50(sqlite_normal, sizes.inline).await?;
     let inline_memory = inline_p50(Arc::new(MemoryStore::new()), sizes.inline).await?;
 
     say("growth with history: 10, 100, 1,000, 10,000 prior messages");
@@ -316,6 +325,7 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
         "durable_vs_sized_floor_p50": ratio(durable.p50_ms, floor_sized.p50_ms),
         "throughput_vs_floor": ratio(ratchet_tps, floor_tps),
         "inline_sqlite_vs_memory_p50": ratio(inline_sqlite.p50_ms, inline_memory.p50_ms),
+        "inline_sqlite_full_vs_normal_p50": ratio(inline_sqlite.p50_ms, inline_sqlite_normal.p50_ms),
         "journal_bytes_growth_10k_vs_10": ratio(g10k.journal_bytes_per_turn, g10.journal_bytes_per_turn),
         "turn_p50_growth_10k_vs_10": ratio(g10k.turn.p50_ms, g10.turn.p50_ms),
         "commit_p50_growth_10k_vs_10": ratio(g10k.commit.p50_ms, g10.commit.p50_ms),
@@ -327,7 +337,7 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
             "floor_with_turn_sized_steps": floor_sized,
             "step_record_bytes": step_bytes,
             "throughput_turns_per_s": {"ratchet": round(ratchet_tps), "floor": round(floor_tps)},
-            "inline": {"sqlite": inline_sqlite, "memory": inline_memory},
+            "inline": {"sqlite": inline_sqlite, "sqlite_normal": inline_sqlite_normal, "memory": inline_memory},
             "growth": growth,
             "sessions_for_rss": per_caller * 32,
         }

@@ -287,10 +287,12 @@ impl Loop<'_, '_> {
             let effect_key = format!("model:{}:{i}", cx.turn);
             loop {
                 attempts += 1;
-                rt.store
-                    .count_effect(cx.session, &effect_key)
-                    .await
-                    .map_err(step_err)?;
+                if rt.config.effect_ledger {
+                    rt.store
+                        .count_effect(cx.session, &effect_key)
+                        .await
+                        .map_err(step_err)?;
+                }
                 let timeout = Duration::from_millis(rt.config.model_timeout_ms);
                 let called = match tokio::time::timeout(timeout, rt.model.complete(&request)).await
                 {
@@ -372,10 +374,12 @@ impl Loop<'_, '_> {
             };
             let mut backoff = policy.initial_backoff_ms;
             for attempt in 1..=attempts {
-                rt.store
-                    .count_effect(cx.session, &format!("tool:{}:{call_id}", cx.turn))
-                    .await
-                    .map_err(step_err)?;
+                if rt.config.effect_ledger {
+                    rt.store
+                        .count_effect(cx.session, &format!("tool:{}:{call_id}", cx.turn))
+                        .await
+                        .map_err(step_err)?;
+                }
                 let call = rt.tools.invoke(&ctx, name, args.clone());
                 match tokio::time::timeout(Duration::from_millis(timeout_ms), call).await {
                     Ok(Ok(out)) => return Ok(ToolRecord::Output(out)),

@@ -88,6 +88,10 @@ pub struct EngineConfig {
     /// fails terminally and the turn commits `Stopped(RuntimeError)`; kept
     /// well below Restate's message limit so the journal can always take it.
     pub max_step_record_bytes: usize,
+    /// Count every model and tool call body in the store's effect ledger
+    /// (`SessionStore::count_effect`): what failure tests check "ran once"
+    /// against. Off by default: it is a store write per effect.
+    pub effect_ledger: bool,
 }
 
 impl Default for EngineConfig {
@@ -109,6 +113,7 @@ impl Default for EngineConfig {
                 max_backoff_ms: 2_000,
             },
             max_step_record_bytes: 256 * 1024,
+            effect_ledger: false,
         }
     }
 }

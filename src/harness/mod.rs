@@ -362,6 +362,8 @@ impl Service {
         .env_remove("RATCHET_FAULT")
         .env_remove("RATCHET_PAUSE")
         .env("RATCHET_LOG", "info")
+        // Failure tests count effects; `env` may turn it off (the bench).
+        .env("RATCHET_EFFECT_LEDGER", "true")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log));
         for (k, v) in env {

@@ -72,6 +72,7 @@ pub fn runtime_with(store: Arc<dyn SessionStore>, model: Arc<dyn ModelProvider>)
                 initial_backoff_ms: 1,
                 max_backoff_ms: 2,
             },
+            effect_ledger: true,
             ..EngineConfig::default()
         },
     }

@@ -157,37 +157,11 @@ impl SessionStore for SqliteStore {
         session: &SessionId,
         turn_id: &str,
     ) -> StoreResult<Option<CommittedTurn>> {
-        self.read(|c| {
-            Self::require_session(c, session)?;
-            let Some(record) = Self::turn_rows(c, session, Some(turn_id))?.pop() else {
-                return Ok(None);
-            };
-            let messages = collect(
-                c,
-                "SELECT body FROM messages WHERE session_id = ?1 AND version = ?2 ORDER BY ord",
-                params![session.as_str(), clamp(record.version)],
-                |r| rules::decode::<Message>("message", &col::<String>(r, 0)?),
-            )?;
-            Ok(Some(CommittedTurn { record, messages }))
-        })
+        self.read(|c| Self::committed_turn_in(c, session, turn_id))
     }
 
     async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage> {
-        self.read(|c| {
-            Self::require_session(c, session)?;
-            let entries = Self::live_page(c, session, limit as u64)?;
-            let total: i64 = row(
-                c,
-                "SELECT count(*) FROM inbox WHERE session_id = ?1 AND state != 'completed'",
-                params![session.as_str()],
-                |r| r.get(0),
-            )
-            .map_err(map_err)?;
-            Ok(InboxPage {
-                entries,
-                total: total as u64,
-            })
-        })
+        self.read(|c| Self::inbox_page_in(c, session, limit))
     }
 
     async fn acquire_lease(

@@ -3,9 +3,10 @@
 
 use super::schema::map_err;
 use super::{SqliteStore, parse_state};
+use crate::model::Message;
 use crate::model::{SessionEvent, SessionId};
 use crate::store::rules::{self, LeaseRow};
-use crate::store::{InboxEntry, StoreError, StoreResult, TurnRecord};
+use crate::store::{CommittedTurn, InboxEntry, InboxPage, StoreError, StoreResult, TurnRecord};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 impl SqliteStore {
@@ -95,6 +96,46 @@ impl SqliteStore {
             inbox_entry,
         )?;
         Ok(found.pop())
+    }
+
+    /// A committed turn and the messages it appended.
+    pub(super) fn committed_turn_in(
+        c: &Connection,
+        session: &SessionId,
+        turn_id: &str,
+    ) -> StoreResult<Option<CommittedTurn>> {
+        Self::require_session(c, session)?;
+        let Some(record) = Self::turn_rows(c, session, Some(turn_id))?.pop() else {
+            return Ok(None);
+        };
+        let messages = collect(
+            c,
+            "SELECT body FROM messages WHERE session_id = ?1 AND version = ?2 ORDER BY ord",
+            params![session.as_str(), super::clamp(record.version)],
+            |r| rules::decode::<Message>("message", &col::<String>(r, 0)?),
+        )?;
+        Ok(Some(CommittedTurn { record, messages }))
+    }
+
+    /// The first `limit` live entries and how many there are.
+    pub(super) fn inbox_page_in(
+        c: &Connection,
+        session: &SessionId,
+        limit: usize,
+    ) -> StoreResult<InboxPage> {
+        Self::require_session(c, session)?;
+        let entries = Self::live_page(c, session, limit as u64)?;
+        let total: i64 = row(
+            c,
+            "SELECT count(*) FROM inbox WHERE session_id = ?1 AND state != 'completed'",
+            params![session.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(map_err)?;
+        Ok(InboxPage {
+            entries,
+            total: total as u64,
+        })
     }
 
     /// Committed turns in order: all of them, or the one named.

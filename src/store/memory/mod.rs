@@ -3,39 +3,12 @@
 
 use super::rules::{self, LeaseRow, StoreOptions};
 use super::*;
-use crate::model::{SessionEvent, SessionId, StoredEvent, Usage};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::model::{SessionEvent, SessionId, StoredEvent};
+use state::SessionState;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-#[derive(Default)]
-struct SessionState {
-    version: u64,
-    settings: SessionSettings,
-    usage: Usage,
-    messages: Vec<StoredMessage>,
-    turns: Vec<TurnRecord>,
-    lease: Option<LeaseRow>,
-    inbox: Vec<InboxEntry>,
-    events: Vec<StoredEvent>,
-    event_ids: HashSet<String>,
-    checkpoints: Vec<Checkpoint>,
-    notes: Vec<Note>,
-    effects: BTreeMap<String, u64>,
-}
-
-impl SessionState {
-    fn append_events(&mut self, events: &[SessionEvent]) {
-        for e in events {
-            if self.event_ids.insert(e.id.clone()) {
-                let cursor = self.events.len() as u64 + 1;
-                self.events.push(StoredEvent {
-                    cursor,
-                    event: e.clone(),
-                });
-            }
-        }
-    }
-}
+mod state;
 
 /// A store that lives in this process only.
 pub struct MemoryStore {
@@ -141,30 +114,11 @@ impl SessionStore for MemoryStore {
         session: &SessionId,
         turn_id: &str,
     ) -> StoreResult<Option<CommittedTurn>> {
-        self.with_session(session, |s| {
-            Ok(s.turns
-                .iter()
-                .find(|t| t.turn_id == turn_id)
-                .map(|t| CommittedTurn {
-                    record: t.clone(),
-                    messages: s
-                        .messages
-                        .iter()
-                        .filter(|m| m.version == t.version)
-                        .map(|m| m.message.clone())
-                        .collect(),
-                }))
-        })
+        self.with_session(session, |s| Ok(s.committed(turn_id)))
     }
 
     async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage> {
-        self.with_session(session, |s| {
-            let live = s.inbox.iter().filter(|e| e.state != InboxState::Completed);
-            Ok(InboxPage {
-                entries: live.clone().take(limit).cloned().collect(),
-                total: live.count() as u64,
-            })
-        })
+        self.with_session(session, |s| Ok(s.page(limit)))
     }
 
     async fn acquire_lease(

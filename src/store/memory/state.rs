@@ -1,0 +1,67 @@
+//! One session's state in the memory store, and the reads it answers.
+
+use crate::model::{SessionEvent, StoredEvent, Usage};
+use crate::store::rules::LeaseRow;
+use crate::store::{
+    Checkpoint, CommittedTurn, InboxEntry, InboxPage, InboxState, Note, SessionSettings,
+    StoredMessage, TurnRecord,
+};
+use std::collections::{BTreeMap, HashSet};
+
+#[derive(Default)]
+pub(super) struct SessionState {
+    pub(super) version: u64,
+    pub(super) settings: SessionSettings,
+    pub(super) usage: Usage,
+    pub(super) messages: Vec<StoredMessage>,
+    pub(super) turns: Vec<TurnRecord>,
+    pub(super) lease: Option<LeaseRow>,
+    pub(super) inbox: Vec<InboxEntry>,
+    pub(super) events: Vec<StoredEvent>,
+    pub(super) event_ids: HashSet<String>,
+    pub(super) checkpoints: Vec<Checkpoint>,
+    pub(super) notes: Vec<Note>,
+    pub(super) effects: BTreeMap<String, u64>,
+}
+
+impl SessionState {
+    pub(super) fn append_events(&mut self, events: &[SessionEvent]) {
+        for e in events {
+            if self.event_ids.insert(e.id.clone()) {
+                let cursor = self.events.len() as u64 + 1;
+                self.events.push(StoredEvent {
+                    cursor,
+                    event: e.clone(),
+                });
+            }
+        }
+    }
+}
+
+impl SessionState {
+    /// A committed turn and its messages.
+    pub(super) fn committed(&self, turn_id: &str) -> Option<CommittedTurn> {
+        let t = self.turns.iter().find(|t| t.turn_id == turn_id)?;
+        Some(CommittedTurn {
+            record: t.clone(),
+            messages: self
+                .messages
+                .iter()
+                .filter(|m| m.version == t.version)
+                .map(|m| m.message.clone())
+                .collect(),
+        })
+    }
+
+    /// The first `limit` live entries and their count.
+    pub(super) fn page(&self, limit: usize) -> InboxPage {
+        let live = self
+            .inbox
+            .iter()
+            .filter(|e| e.state != InboxState::Completed);
+        InboxPage {
+            entries: live.clone().take(limit).cloned().collect(),
+            total: live.count() as u64,
+        }
+    }
+}
