@@ -12,6 +12,8 @@ scripts/postgres.sh install
 
 echo "== cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo build --examples (the example agents' test runs the binary)"
+cargo build --quiet --examples
 echo "== cargo test"
 cargo test --no-fail-fast "$@"
 echo "== replay corpus against a build with reordered steps (must diverge at the named step)"

@@ -3,8 +3,12 @@
 //! A turn claims its input, prepares the model context, runs an effect loop
 //! of model and tool calls, finalizes and commits atomically. Each phase is a
 //! journal step: in-process on SQLite (the inline tier) or a journaled
-//! Restate step (the durable tier). See `shared/DESIGN.md`.
+//! Restate step (the durable tier). See `docs/DESIGN.md`.
+//!
+//! The front door is [`Agent`]: name it, give it a store, a model and
+//! tools, and bind it into a Restate endpoint.
 
+mod agent;
 pub mod bench;
 pub mod chaos;
 pub mod clock;
@@ -19,3 +23,8 @@ pub mod plugins;
 pub mod restate;
 pub mod store;
 pub mod tools;
+
+pub use agent::{Agent, AgentError};
+/// The Restate SDK this build speaks, for binding agents beside a team's
+/// own services.
+pub use restate_sdk;

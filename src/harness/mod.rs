@@ -208,7 +208,18 @@ impl RestateServer {
 
     /// Sends a one-way call; returns the invocation id.
     pub async fn send(&self, session: &str, handler: &str, body: &Value) -> HarnessResult<String> {
-        let url = format!("{}/restate/send/Session/{session}/{handler}", self.ingress);
+        self.send_to("Session", session, handler, body).await
+    }
+
+    /// Sends a one-way call to `object`'s key `key`; returns the invocation id.
+    pub async fn send_to(
+        &self,
+        object: &str,
+        key: &str,
+        handler: &str,
+        body: &Value,
+    ) -> HarnessResult<String> {
+        let url = format!("{}/restate/send/{object}/{key}/{handler}", self.ingress);
         let (status, v) = post(&url, body).await?;
         match v["invocationId"].as_str() {
             Some(id) if status < 300 => Ok(id.to_string()),

@@ -66,14 +66,16 @@ pub async fn recording(admin_url: &str, invocation: &str) -> Result<Recording, A
     let Some(row) = inv.first() else {
         return Err(AdminError(format!("no invocation {invocation}")));
     };
-    if row["target_service_name"] != "Session" {
+    let (Some(object), Some(key)) = (
+        row["target_service_name"].as_str(),
+        row["target_service_key"].as_str(),
+    ) else {
         return Err(AdminError(format!(
-            "invocation {invocation} is not a Session turn"
+            "invocation {invocation} is not a call to a session object"
         )));
-    }
-    let session_id = row["target_service_key"]
-        .as_str()
-        .unwrap_or_default()
+    };
+    let session_id = super::store_session_id(object, key)
+        .map_err(|e| AdminError(format!("invocation {invocation}: {e}")))?
         .to_string();
     let rows = query(
         admin_url,

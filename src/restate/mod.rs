@@ -6,6 +6,7 @@
 pub mod admin;
 mod floor;
 mod journal;
+mod named;
 mod options;
 pub mod schemas;
 mod serve;
@@ -16,5 +17,8 @@ pub use floor::Floor;
 pub use journal::RestateJournal;
 pub use options::{DurableOptions, OnMaxAttempts};
 pub use serve::{ShutdownReport, serve, termination};
-pub use session::{CancelReply, Session, SessionClient, SubmitReply, TurnBody, status_of};
+pub use session::{
+    CancelReply, DEFAULT_OBJECT_NAME, Session, SessionClient, SubmitReply, TurnBody,
+    check_object_name, status_of, store_session_id,
+};
 pub use view::SessionView;

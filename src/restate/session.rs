@@ -55,9 +55,24 @@ pub struct CancelReply {
 /// The Restate virtual object running a session's turns.
 pub struct Session {
     rt: Runtime,
+    name: String,
     admin_url: String,
     http: reqwest::Client,
     options: DurableOptions,
+}
+
+/// The object name a [`Session`] gets unless it is given another.
+pub const DEFAULT_OBJECT_NAME: &str = "Session";
+
+/// The store's session id for key `key` of object `object`: the key itself
+/// for the default object, else `{object}/{key}`, so two agents in one
+/// store never share a session, its history or its lease.
+pub fn store_session_id(object: &str, key: &str) -> Result<SessionId, crate::model::IdError> {
+    if object == DEFAULT_OBJECT_NAME {
+        SessionId::new(key)
+    } else {
+        SessionId::new(format!("{object}/{key}"))
+    }
 }
 
 impl Session {
@@ -71,6 +86,7 @@ impl Session {
             .unwrap_or_default();
         Session {
             rt,
+            name: DEFAULT_OBJECT_NAME.into(),
             admin_url: "http://127.0.0.1:9070".into(),
             http,
             options: DurableOptions::default(),
@@ -83,6 +99,19 @@ impl Session {
         self
     }
 
+    /// The virtual object's name (default `Session`). Sessions of a named
+    /// object live in the store as `{name}/{key}`. The name must be a valid
+    /// Restate service name: see [`check_object_name`].
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// How Restate retries the object's invocations and times its handlers.
     pub fn with_options(mut self, options: DurableOptions) -> Self {
         self.options = options;
@@ -93,10 +122,37 @@ impl Session {
     /// its retry policy and its handler timers derived from the engine's
     /// model and tool timeouts (see [`DurableOptions::service_options`]).
     pub fn definition(self) -> restate_sdk::service::ServiceDefinition {
-        use restate_sdk::service::IntoServiceDefinition;
         let options = self.options.service_options(&self.rt);
-        self.into_service_definition().options(options)
+        super::named::definition(self).options(options)
     }
+
+    /// The store session of this object's key `key`.
+    fn session_of(&self, key: &str) -> Result<SessionId, HandlerError> {
+        store_session_id(&self.name, key)
+            .map_err(|e| TerminalError::new_with_code(400, format!("invalid_request: {e}")).into())
+    }
+
+    /// Sends `drain` to this object's own key (one-way).
+    fn send_drain<'c>(&self, ctx: &impl ContextClient<'c>, key: &str) {
+        let target = restate_sdk::context::RequestTarget::object(&self.name, key, "drain");
+        ctx.request::<(), ()>(target, ()).send();
+    }
+}
+
+/// Checks an object name: 1 to 64 ASCII letters, digits and `_`, starting
+/// with a letter, as Restate service names must be.
+pub fn check_object_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let starts_well = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    if !starts_well
+        || name.len() > 64
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(format!(
+            "'{name}' is not a valid object name: use 1 to 64 ASCII letters, digits and '_', starting with a letter"
+        ));
+    }
+    Ok(())
 }
 
 /// The HTTP status an error code answers with.
@@ -134,10 +190,6 @@ fn handler_error(e: EngineError) -> HandlerError {
 
 fn store_err(e: StoreError) -> HandlerError {
     handler_error(EngineError::Store(e))
-}
-
-fn session_id(key: &str) -> Result<SessionId, HandlerError> {
-    SessionId::new(key).map_err(|e| TerminalError::new_with_code(400, e.to_string()).into())
 }
 
 /// The inbox reads between turns, each a journaled step of the invocation.
@@ -278,13 +330,13 @@ impl Session {
     /// inputs of the session run first; an input id that already committed
     /// answers with its committed result.
     #[handler]
-    async fn turn(
+    pub(super) async fn turn(
         &self,
         mut ctx: ObjectContext<'_>,
         body: Json<TurnBody>,
     ) -> Result<Json<TurnResult>, HandlerError> {
         self.require_durable()?;
-        let sid = session_id(ctx.key())?;
+        let sid = self.session_of(ctx.key())?;
         let max = self.rt.config.max_input_bytes;
         let derived = format!("in-{}", ctx.rand_uuid());
         let admitted = admit(body.into_inner().input, max, || derived).map_err(handler_error)?;
@@ -316,13 +368,13 @@ impl Session {
     /// could never run, an id already used for other content, and a turn id
     /// already taken.
     #[handler]
-    async fn submit(
+    pub(super) async fn submit(
         &self,
         mut ctx: SharedObjectContext<'_>,
         body: Json<TurnBody>,
     ) -> Result<Json<SubmitReply>, HandlerError> {
         self.require_durable()?;
-        let sid = session_id(ctx.key())?;
+        let sid = self.session_of(ctx.key())?;
         let max = self.rt.config.max_input_bytes;
         let derived = format!("in-{}", ctx.rand_uuid());
         let admitted = admit(body.into_inner().input, max, || derived).map_err(handler_error)?;
@@ -348,9 +400,8 @@ impl Session {
         // this key. Killing an invocation kills what it sent, so a killed
         // drain's own successor never comes; this one, sent by `submit`,
         // still does, and settles the killed drain's input.
-        let client = || ctx.object_client::<SessionClient>(ctx.key());
-        client().drain().send();
-        client().drain().send();
+        self.send_drain(&ctx, ctx.key());
+        self.send_drain(&ctx, ctx.key());
         Ok(Json(reply))
     }
 
@@ -358,12 +409,12 @@ impl Session {
     /// while more wait. An input whose invocation ended without committing
     /// is settled first, and does not count: the drain goes on to the next.
     #[handler]
-    async fn drain(
+    pub(super) async fn drain(
         &self,
         ctx: ObjectContext<'_>,
     ) -> Result<Json<Option<TurnResult>>, HandlerError> {
         self.require_durable()?;
-        let sid = session_id(ctx.key())?;
+        let sid = self.session_of(ctx.key())?;
         let owner = ctx.invocation_id().to_string();
         let (journal, reads) = (
             RestateJournal::new(&ctx),
@@ -378,7 +429,7 @@ impl Session {
         while let Some(next) = reads.next_input(&sid).await.map_err(handler_error)? {
             if ran.is_some() {
                 // More wait: the next drain runs the next one.
-                ctx.object_client::<SessionClient>(ctx.key()).drain().send();
+                self.send_drain(&ctx, ctx.key());
                 break;
             }
             let turn = TurnId::new(&next.turn_id)
@@ -398,11 +449,11 @@ impl Session {
     /// the tool results it has, releases its lease, and the session goes on.
     /// An unknown session is 404.
     #[handler]
-    async fn cancel(
+    pub(super) async fn cancel(
         &self,
         ctx: SharedObjectContext<'_>,
     ) -> Result<Json<CancelReply>, HandlerError> {
-        let sid = session_id(ctx.key())?;
+        let sid = self.session_of(ctx.key())?;
         let reply = ctx
             .run(|| self.cancel_running(sid.clone()))
             .name("cancel")
@@ -414,8 +465,11 @@ impl Session {
     /// its live inputs with their total count: one page, whatever the
     /// history or backlog, capped in bytes. An unknown session is 404.
     #[handler]
-    async fn view(&self, ctx: SharedObjectContext<'_>) -> Result<Json<SessionView>, HandlerError> {
-        let sid = session_id(ctx.key())?;
+    pub(super) async fn view(
+        &self,
+        ctx: SharedObjectContext<'_>,
+    ) -> Result<Json<SessionView>, HandlerError> {
+        let sid = self.session_of(ctx.key())?;
         let view = view_of(self.rt.store.as_ref(), &sid)
             .await
             .map_err(store_err)?;

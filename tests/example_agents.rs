@@ -1,0 +1,138 @@
+//! The `agents` example (two agents and a plain service in one endpoint,
+//! built on the public API only) against a real restate-server: a billing
+//! turn whose service is SIGKILLed right after its keyed `charge` tool step
+//! recovers after a restart with the card charged exactly once; the two
+//! agents keep separate sessions under the same key; the plain service
+//! answers beside them.
+
+mod support;
+
+use ratchet::model::SessionId;
+use ratchet::store::{SessionStore, SqliteStore};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use support::restate::{RestateServer, e2e_lock, free_port, post};
+
+/// The example binary, built by `cargo test` (and by scripts/test.sh).
+fn example_bin() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_ratchet"))
+        .parent()
+        .unwrap()
+        .join("examples/agents");
+    assert!(bin.exists(), "build it first: cargo build --examples");
+    bin
+}
+
+struct Example {
+    child: Child,
+}
+
+impl Example {
+    fn start(dir: &Path, port: u16, fault: Option<&str>) -> Example {
+        let mut cmd = Command::new(example_bin());
+        cmd.env("AGENTS_DB", dir.join("agents.db"))
+            .env("AGENTS_LEDGER", dir.join("ledger.jsonl"))
+            .env("AGENTS_LISTEN", format!("127.0.0.1:{port}"))
+            .env_remove("RATCHET_FAULT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(f) = fault {
+            cmd.env("RATCHET_FAULT", f);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("listening on"), "{line:?}");
+        Example { child }
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ledger(dir: &Path, kind: &str) -> usize {
+    std::fs::read_to_string(dir.join("ledger.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == kind)
+        .count()
+}
+
+fn turn(text: &str, id: &str) -> Value {
+    json!({"input": {"items": [{"type": "text", "text": text}], "input_id": id}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_and_a_service_share_an_endpoint_and_a_killed_charge_happens_once() {
+    let _g = e2e_lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = RestateServer::start().unwrap();
+    let port = free_port().unwrap();
+    let mut example = Example::start(dir.path(), port, Some("after:tool:0:call_0"));
+    server
+        .register(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    let inv = server
+        .send_to("billing", "alice", "turn", &turn("charge my card", "in-1"))
+        .await
+        .unwrap();
+    assert!(
+        example.wait_exit(Duration::from_secs(30)),
+        "the fault point after the charge was never reached"
+    );
+    assert_eq!(ledger(dir.path(), "charge"), 1, "charged before the crash");
+    let _example = Example::start(dir.path(), port, None);
+    let (status, result) = server.attach(&inv).await.unwrap();
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["outcome"]["text"], "Charged 12.50 to your card.");
+    assert_eq!(
+        ledger(dir.path(), "call"),
+        1,
+        "the tool step replayed, not re-run"
+    );
+    assert_eq!(ledger(dir.path(), "charge"), 1, "the card was charged once");
+
+    // Same key, other agent: its own session.
+    let (status, answer) = post(
+        &format!("{}/support/alice/turn", server.ingress),
+        &turn("What is 6*7?", "in-1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["outcome"]["text"].as_str().unwrap().contains("42"));
+    let store = SqliteStore::open(dir.path().join("agents.db")).unwrap();
+    for session in ["billing/alice", "support/alice"] {
+        let head = store.head(&SessionId::new(session).unwrap()).await.unwrap();
+        assert_eq!(head.version, 1, "{session}");
+    }
+    let (status, hello) = post(
+        &format!("{}/Greeter/greet", server.ingress),
+        &json!("ratchet"),
+    )
+    .await
+    .unwrap();
+    assert_eq!((status, hello), (200, json!("Hello, ratchet")));
+}
