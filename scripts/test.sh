@@ -11,13 +11,20 @@ scripts/install-restate.sh
 scripts/postgres.sh install
 
 echo "== cargo clippy"
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== the library's default build: nothing test-only in it"
+tree=$(cargo tree -p ratchet -e normal --prefix none)
+if grep -E '^(clap|tempfile|ratchet-testkit) ' <<<"$tree"; then
+  echo "the default library build depends on test-only or CLI crates" >&2
+  exit 1
+fi
+cargo test --quiet -p ratchet --lib
 echo "== cargo build --examples (the example agents' test runs the binary)"
-cargo build --quiet --examples
+cargo build --quiet --workspace --examples
 echo "== cargo test"
-cargo test --no-fail-fast "$@"
+cargo test --workspace --no-fail-fast "$@"
 echo "== replay corpus against a build with reordered steps (must diverge at the named step)"
-cargo test --quiet --features reorder-steps --test replay_corpus
+cargo test --quiet -p ratchet-cli --features reorder-steps --test replay_corpus
 echo "== crash matrix (quick)"
 cargo build --quiet --bin ratchet
 "${CARGO_TARGET_DIR:-target}/debug/ratchet" chaos --quick

@@ -1,0 +1,225 @@
+//! The inline-tier commands.
+
+use crate::output;
+use crate::setup;
+use crate::{Command, StoreArgs};
+use anyhow::{Context, Result, bail};
+use ratchet::engine::CancelToken;
+use ratchet::engine::inline::{InlineRunner, ReplayReport, replay};
+use ratchet::journal::Recording;
+use ratchet::model::{SessionId, TurnId, TurnInput};
+use ratchet::restate::admin;
+use ratchet::store::MemoryStore;
+use std::sync::Arc;
+
+fn session(s: &str) -> Result<SessionId> {
+    Ok(SessionId::new(s)?)
+}
+
+async fn runner(store: &StoreArgs) -> Result<InlineRunner> {
+    let rt = setup::runtime(setup::open_store(store).await?, store)?;
+    Ok(InlineRunner::new(rt, InlineRunner::process_owner()))
+}
+
+fn input(text: String, input_id: Option<String>) -> TurnInput {
+    let mut input = TurnInput::text(text);
+    input.input_id = input_id;
+    input
+}
+
+/// Cancels the turn on Ctrl-C: it then commits `Stopped(Cancelled)`.
+fn cancel_on_ctrl_c() -> CancelToken {
+    let token = CancelToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            t.cancel();
+        }
+    });
+    token
+}
+
+/// Runs one CLI command.
+pub async fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Turn {
+            store,
+            session: s,
+            input_id,
+            json,
+            text,
+        } => {
+            let r = runner(&store).await?;
+            let result = r
+                .turn(&session(&s)?, input(text, input_id), &cancel_on_ctrl_c())
+                .await?;
+            output::turn(&result, json)
+        }
+        Command::Submit {
+            store,
+            session: s,
+            input_id,
+            text,
+        } => {
+            let r = runner(&store).await?;
+            let e = r.submit(&session(&s)?, input(text, input_id)).await?;
+            println!(
+                "{} input {} (position {})",
+                if e.duplicate {
+                    "already queued:"
+                } else {
+                    "queued"
+                },
+                e.entry.id,
+                e.entry.seq
+            );
+            Ok(())
+        }
+        Command::Drain {
+            store,
+            session: s,
+            json,
+        } => {
+            let r = runner(&store).await?;
+            let results = r.drain(&session(&s)?, &cancel_on_ctrl_c()).await?;
+            if results.is_empty() && !json {
+                println!("nothing pending");
+            }
+            for t in &results {
+                output::turn(t, json)?;
+            }
+            Ok(())
+        }
+        Command::History {
+            store,
+            session: s,
+            json,
+        } => {
+            let st = setup::open_store(&store).await?;
+            let sid = session(&s)?;
+            let head = st.head(&sid).await?;
+            let messages = st.messages(&sid, head.version).await?;
+            let turns = st.turns(&sid).await?;
+            output::history(&head, &messages, &turns, json)
+        }
+        Command::Events {
+            store,
+            session: s,
+            after,
+        } => {
+            let st = setup::open_store(&store).await?;
+            for e in st.events_after(&session(&s)?, after, usize::MAX).await? {
+                println!("{}", serde_json::to_string(&e)?);
+            }
+            Ok(())
+        }
+        Command::Effects { store, session: s } => {
+            let st = setup::open_store(&store).await?;
+            let counts = st.effect_counts(&session(&s)?).await?;
+            println!("{}", serde_json::to_string(&counts)?);
+            Ok(())
+        }
+        Command::Resume {
+            store,
+            session: s,
+            force,
+            json,
+        } => {
+            let r = runner(&store).await?;
+            let results = r.resume(&session(&s)?, force).await?;
+            if results.is_empty() && !json {
+                println!("nothing to resume");
+            }
+            for t in &results {
+                output::turn(t, json)?;
+            }
+            Ok(())
+        }
+        Command::Export {
+            store,
+            session: s,
+            turn,
+            journal,
+        } => {
+            let rec = match (journal.invocation, s, turn) {
+                (Some(inv), _, _) => admin::recording(&journal.admin, &inv).await?,
+                (None, Some(s), Some(turn)) => {
+                    runner(&store)
+                        .await?
+                        .recording(&session(&s)?, &TurnId::new(turn)?)
+                        .await?
+                }
+                _ => bail!("name a turn: --invocation ID, or --session S --turn T"),
+            };
+            println!("{}", serde_json::to_string_pretty(&rec)?);
+            Ok(())
+        }
+        Command::Bench { quick } => {
+            let opts = ratchet_testkit::bench::BenchOptions {
+                quick,
+                bin: std::env::current_exe().context("cannot find the ratchet binary")?,
+            };
+            let report = ratchet_testkit::bench::run(&opts).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Chaos { quick, scenario } => crate::chaos::run(quick, scenario).await,
+        Command::Serve {
+            store,
+            listen,
+            with_floor,
+            restate_admin,
+            shutdown_timeout_ms,
+            retry_max_interval_ms,
+            retry_max_attempts,
+            on_max_attempts,
+        } => {
+            let settings = crate::serve::ServeSettings {
+                listen,
+                restate_admin,
+                with_floor,
+                shutdown_timeout: std::time::Duration::from_millis(shutdown_timeout_ms),
+                durable: crate::serve::durable_options(
+                    retry_max_interval_ms,
+                    retry_max_attempts,
+                    &on_max_attempts,
+                )?,
+            };
+            crate::serve::serve(&store, settings).await
+        }
+        Command::Replay {
+            store,
+            recording,
+            journal,
+        } => {
+            let rec: Recording = match (journal.invocation, recording) {
+                (Some(inv), _) => admin::recording(&journal.admin, &inv).await?,
+                (None, Some(file)) => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not a ratchet recording", file.display()))?
+                }
+                (None, None) => bail!("name a recording: --recording FILE or --invocation ID"),
+            };
+            let rt = setup::runtime(Arc::new(MemoryStore::new()), &store)?;
+            match replay(&rt, &rec).await? {
+                ReplayReport::Ok { steps } => {
+                    println!("replay ok ({steps} steps)");
+                    Ok(())
+                }
+                ReplayReport::Diverged {
+                    step,
+                    expected,
+                    actual,
+                } => {
+                    println!("divergence at step '{step}'");
+                    println!("  recorded: {expected}");
+                    println!("  this build: {actual}");
+                    bail!("replay diverged at step '{step}'")
+                }
+            }
+        }
+    }
+}

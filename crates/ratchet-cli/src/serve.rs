@@ -1,0 +1,88 @@
+//! `ratchet serve`: the Restate endpoint with the `Session` object, served
+//! by the library's accept loop (`TCP_NODELAY`, graceful shutdown).
+
+use crate::StoreArgs;
+use anyhow::{Context, Result, bail};
+use ratchet::restate::{DurableOptions, OnMaxAttempts, Session};
+use ratchet::store::DurabilityTier;
+use restate_sdk::endpoint::Endpoint;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What `serve` was asked for, beyond the store and model.
+pub struct ServeSettings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The Restate admin API (`cancel`).
+    pub restate_admin: String,
+    /// Also bind the `Floor` benchmark object.
+    pub with_floor: bool,
+    /// How long in-flight handlers may run on after SIGTERM or Ctrl-C.
+    pub shutdown_timeout: Duration,
+    /// The object's retry policy and timers.
+    pub durable: DurableOptions,
+}
+
+/// The retry policy the flags ask for.
+pub fn durable_options(
+    max_interval_ms: u64,
+    max_attempts: Option<u64>,
+    on_max: &str,
+) -> Result<DurableOptions> {
+    let on_max_attempts = match on_max {
+        "pause" => OnMaxAttempts::Pause,
+        "kill" => OnMaxAttempts::Kill,
+        other => bail!("unknown --on-max-attempts '{other}': use pause or kill"),
+    };
+    if max_interval_ms == 0 || max_attempts == Some(0) {
+        bail!("--retry-max-interval-ms and --retry-max-attempts must be positive");
+    }
+    Ok(DurableOptions {
+        max_interval: Duration::from_millis(max_interval_ms),
+        max_attempts,
+        on_max_attempts,
+        ..DurableOptions::default()
+    })
+}
+
+/// Serves the endpoint until SIGTERM or Ctrl-C, then shuts down gracefully.
+pub async fn serve(args: &StoreArgs, settings: ServeSettings) -> Result<()> {
+    let store = crate::setup::open_store(args).await?;
+    if store.durability_tier() != DurabilityTier::Durable {
+        // Serve anyway: every handler refuses with durable_store_required,
+        // which tells the caller what is wrong where a crash loop would not.
+        tracing::error!(
+            backend = store.backend_name(),
+            "the durable tier needs a durable store; every turn will be refused"
+        );
+    }
+    let rt = crate::setup::runtime(store, args)?;
+    let session = Session::new(rt)
+        .with_admin_url(settings.restate_admin)
+        .with_options(settings.durable);
+    let mut builder = Endpoint::builder().bind(session.definition());
+    if settings.with_floor {
+        builder = builder.bind(ratchet_testkit::Floor);
+    }
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    // One line on stdout tells a supervisor (or a test) where we listen.
+    println!("ratchet serve listening on {addr}");
+    tracing::info!(%addr, "serving the Restate endpoint");
+    let report = ratchet::restate::serve(
+        builder.build(),
+        listener,
+        ratchet::restate::termination(),
+        settings.shutdown_timeout,
+    )
+    .await;
+    let cut = report.open - report.finished;
+    // Always said, whatever the log level: a supervisor's record of the stop.
+    eprintln!(
+        "ratchet serve stopped: {} connection(s) open at shutdown, {} finished, {cut} cut at the deadline (Restate retries those)",
+        report.open, report.finished
+    );
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! `ratchet bench`: what a durable turn costs over the orchestrator's own
+//! floor, and how cost grows with history — measured as ratios within one
+//! run, on a real restate-server and the real service.
+//!
+//! Sections: durable turn vs the `Floor` object (nine no-op steps),
+//! sequential latency and throughput; the inline tier on SQLite vs memory;
+//! growth with 10 … 10,000 prior messages (journal bytes per turn, commit
+//! time, turn p50); service RSS after 1,000 sessions ran one turn each.
+
+mod growth;
+pub mod stats;
+
+use crate::harness::{HarnessError, HarnessResult, RestateServer, Service};
+use ratchet::engine::CancelToken;
+use ratchet::engine::inline::InlineRunner;
+use ratchet::llm::ScriptedProvider;
+use ratchet::model::{SessionId, TurnInput};
+use ratchet::store::{MemoryStore, SessionStore, SqliteStore};
+use serde_json::{Value, json};
+use stats::{percentiles, ratio, round};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How big a run is.
+pub struct BenchOptions {
+    /// A smaller run (under 3 minutes).
+    pub quick: bool,
+    /// The `ratchet` binary to serve with.
+    pub bin: PathBuf,
+}
+
+struct Sizes {
+    warmup: usize,
+    sequential: usize,
+    throughput_secs: u64,
+    inline: usize,
+    growth_turns: usize,
+    sessions_for_rss: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Sizes {
+                warmup: 10,
+                sequential: 60,
+                throughput_secs: 5,
+                inline: 100,
+                growth_turns: 8,
+                sessions_for_rss: 1000,
+            }
+        } else {
+            Sizes {
+                warmup: 20,
+                sequential: 200,
+                throughput_secs: 15,
+                inline: 200,
+                growth_turns: 30,
+                sessions_for_rss: 1000,
+            }
+        }
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> HarnessError {
+    HarnessError(e.to_string())
+}
+
+/// The benchmark turn: claim, prepare, model:0, three tools, model:1,
+/// finalize, commit, with a zero-latency scripted model.
+fn bench_script() -> Value {
+    let call = |i: usize, e: &str| json!({"id": format!("call_{i}"), "name": "calculator", "arguments": {"expression": e}});
+    json!({"turns": [[
+        {"tool_calls": [call(0, "1+1"), call(1, "2*3"), call(2, "10/4")], "usage": {"input_tokens": 30, "output_tokens": 9}},
+        {"text": "2, 6 and 2.5.", "usage": {"input_tokens": 50, "output_tokens": 5}}
+    ]]})
+}
+
+fn turn_body(input_id: &str) -> Value {
+    json!({"input": {"items": [{"type": "text", "text": "Compute 1+1, 2*3 and 10/4."}], "input_id": input_id}})
+}
+
+/// A keep-alive HTTP client for the ingress.
+struct Ingress {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Ingress {
+    async fn post(&self, path: &str, body: Option<&Value>) -> HarnessResult<Duration> {
+        let start = Instant::now();
+        let req = self.http.post(format!("{}/{path}", self.url));
+        let req = match body {
+            Some(b) => req.json(b),
+            None => req,
+        };
+        let resp = req.send().await.map_err(err)?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(err)?;
+        if !status.is_success() {
+            return Err(err(format!("{path}: {status} {text}")));
+        }
+        Ok(start.elapsed())
+    }
+
+    async fn turn(&self, session: &str, input_id: &str) -> HarnessResult<Duration> {
+        self.post(
+            &format!("Session/{session}/turn"),
+            Some(&turn_body(input_id)),
+        )
+        .await
+    }
+
+    async fn floor(&self, key: &str) -> HarnessResult<Duration> {
+        self.post(&format!("Floor/{key}/nine"), None).await
+    }
+
+    async fn floor_sized(&self, key: &str, bytes: u32) -> HarnessResult<Duration> {
+        self.post(&format!("Floor/{key}/nine_sized"), Some(&json!(bytes)))
+            .await
+    }
+}
+
+/// Runs `op` from 32 concurrent callers, each on its own key, for `secs`.
+async fn throughput<F, Fut>(secs: u64, op: F) -> HarnessResult<f64>
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = HarnessResult<Duration>> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for caller in 0..32 {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0usize;
+            while Instant::now() < deadline {
+                op(caller, n).await?;
+                n += 1;
+            }
+            Ok::<usize, HarnessError>(n)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.map_err(err)??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn inline_p50(store: Arc<dyn SessionStore>, n: usize) -> HarnessResult<stats::Percentiles> {
+    let model = ScriptedProvider::from_json_str(&bench_script().to_string()).map_err(err)?;
+    let rt = ratchet::engine::Runtime {
+        store,
+        model: Arc::new(model),
+        tools: ratchet::tools::builtin_registry(),
+        plugins: ratchet::plugins::PluginSet::new(),
+        clock: ratchet::clock::system(),
+        config: ratchet::engine::EngineConfig::default(),
+    };
+    let runner = InlineRunner::new(rt, "bench-inline");
+    let mut samples = Vec::new();
+    for i in 0..n + 10 {
+        let session = SessionId::new(format!("inline-{i}")).map_err(err)?;
+        let input = TurnInput::text("Compute 1+1, 2*3 and 10/4.").with_input_id("in-1");
+        let start = Instant::now();
+        runner
+            .turn(&session, input, &CancelToken::new())
+            .await
+            .map_err(err)?;
+        if i >= 10 {
+            samples.push(start.elapsed());
+        }
+    }
+    Ok(percentiles(&samples))
+}
+
+fn rss_mb(pid: u32) -> HarnessResult<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(err)?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| err("no VmRSS"))?;
+    Ok(round(kb / 1024.0))
+}
+
+fn say(msg: &str) {
+    eprintln!("== {msg}");
+}
+
+/// Runs every section and returns the report (ratios first, then raw figures).
+pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
+    let sizes = Sizes::new(opts.quick);
+    let dir = tempfile::tempdir().map_err(err)?;
+    let script = dir.path().join("bench-script.json");
+    std::fs::write(&script, bench_script().to_string()).map_err(err)?;
+    let model = format!("scripted:{}", script.display());
+    let db = dir.path().join("bench.db");
+    let server = RestateServer::start()?;
+    let env = [
+        ("RATCHET_MODEL", model.as_str()),
+        ("RATCHET_WITH_FLOOR", "true"),
+        ("RATCHET_LOG", "warn"),
+        // Measure what production runs: no effect ledger.
+        ("RATCHET_EFFECT_LEDGER", "false"),
+    ];
+    let service = Service::start(
+        &opts.bin,
+        &format!("sqlite:{}", db.display()),
+        &server.admin,
+        dir.path(),
+        &env,
+    )?;
+    server.register(&service.uri()).await?;
+    let ingress = Arc::new(Ingress {
+        url: server.ingress.clone(),
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(err)?,
+    });
+
+    say("durable turn vs floor, sequential");
+    let (mut durable, mut floor) = (Vec::new(), Vec::new());
+    for i in 0..sizes.warmup + sizes.sequential {
+        let d = ingress.turn(&format!("seq-{i}"), "in-1").await?;
+        let f = ingress.floor(&format!("seq-{i}")).await?;
+        if i >= sizes.warmup {
+            durable.push(d);
+            floor.push(f);
+        }
+    }
+    let (durable, floor) = (percentiles(&durable), percentiles(&floor));
+
+    // The same floor, each step journaling as many bytes as an average
+    // ratchet step record: separates the cost of journaling a turn's data
+    // from the cost of ratchet's own code.
+    let step_bytes = (growth::journal_bytes_per_turn(&server, "seq-0").await? / 9.0) as u32;
+    let mut sized = Vec::new();
+    for i in 0..sizes.warmup + sizes.sequential {
+        let d = ingress
+            .floor_sized(&format!("sized-{i}"), step_bytes)
+            .await?;
+        if i >= sizes.warmup {
+            sized.push(d);
+        }
+    }
+    let floor_sized = percentiles(&sized);
+
+    say(&format!(
+        "throughput, 32 concurrent sessions, {} s each",
+        sizes.throughput_secs
+    ));
+    // Alternating rounds: drift on this shared machine falls on both sides.
+    let rounds = 5u64;
+    let (mut ratchet_tps, mut floor_tps) = (0.0, 0.0);
+    for round in 0..rounds {
+        let ing = ingress.clone();
+        ratchet_tps += throughput(sizes.throughput_secs / rounds, move |c, n| {
+            let ing = ing.clone();
+            async move {
+                ing.turn(&format!("tp-{c}"), &format!("in-{round}-{n}"))
+                    .await
+            }
+        })
+        .await?;
+        let ing = ingress.clone();
+        floor_tps += throughput(sizes.throughput_secs / rounds, move |c, _| {
+            let ing = ing.clone();
+            async move { ing.floor(&format!("tp-{c}")).await }
+        })
+        .await?;
+    }
+    let (ratchet_tps, floor_tps) = (ratchet_tps / rounds as f64, floor_tps / rounds as f64);
+
+    say("inline tier: SQLite (synchronous=FULL, the default, and NORMAL) vs memory");
+    let inline_db = dir.path().join("inline.db");
+    let sqlite: Arc<dyn SessionStore> = Arc::new(SqliteStore::open(&inline_db).map_err(err)?);
+    let inline_sqlite = inline_p50(sqlite, sizes.inline).await?;
+    let normal = ratchet::store::rules::StoreOptions {
+        sqlite_sync: ratchet::store::SqliteSync::Normal,
+        ..Default::default()
+    };
+    let sqlite_normal: Arc<dyn SessionStore> =
+        Arc::new(SqliteStore::open_with(dir.path().join("inline-normal.db"), normal).map_err(err)?);
+    let inline_sqlite_normal = inline_p50(sqlite_normal, sizes.inline).await?;
+    let inline_memory = inline_p50(Arc::new(MemoryStore::new()), sizes.inline).await?;
+
+    say("growth with history: 10, 100, 1,000, 10,000 prior messages");
+    let growth = growth::run(&server, &ingress, &db, sizes.growth_turns).await?;
+
+    say(&format!(
+        "service RSS after {} sessions ran one turn each",
+        sizes.sessions_for_rss
+    ));
+    let per_caller = sizes.sessions_for_rss.div_ceil(32);
+    let ing = ingress.clone();
+    let mut tasks = Vec::new();
+    for c in 0..32 {
+        let ing = ing.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per_caller {
+                ing.turn(&format!("rss-{c}-{n}"), "in-1").await?;
+            }
+            Ok::<(), HarnessError>(())
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(err)??;
+    }
+    let rss = rss_mb(
+        service
+            .pid()
+            .ok_or_else(|| err("the service is not running"))?,
+    )?;
+
+    let g10 = &growth[0];
+    let g10k = &growth[growth.len() - 1];
+    Ok(json!({
+        "durable_vs_floor_p50": ratio(durable.p50_ms, floor.p50_ms),
+        "durable_vs_sized_floor_p50": ratio(durable.p50_ms, floor_sized.p50_ms),
+        "throughput_vs_floor": ratio(ratchet_tps, floor_tps),
+        "inline_sqlite_vs_memory_p50": ratio(inline_sqlite.p50_ms, inline_memory.p50_ms),
+        "inline_sqlite_full_vs_normal_p50": ratio(inline_sqlite.p50_ms, inline_sqlite_normal.p50_ms),
+        "journal_bytes_growth_10k_vs_10": ratio(g10k.journal_bytes_per_turn, g10.journal_bytes_per_turn),
+        "turn_p50_growth_10k_vs_10": ratio(g10k.turn.p50_ms, g10.turn.p50_ms),
+        "commit_p50_growth_10k_vs_10": ratio(g10k.commit.p50_ms, g10.commit.p50_ms),
+        "service_rss_mb_1000_sessions": rss,
+        "raw": {
+            "quick": opts.quick,
+            "durable_turn": durable,
+            "floor": floor,
+            "floor_with_turn_sized_steps": floor_sized,
+            "step_record_bytes": step_bytes,
+            "throughput_turns_per_s": {"ratchet": round(ratchet_tps), "floor": round(floor_tps)},
+            "inline": {"sqlite": inline_sqlite, "sqlite_normal": inline_sqlite_normal, "memory": inline_memory},
+            "growth": growth,
+            "sessions_for_rss": per_caller * 32,
+        }
+    }))
+}

@@ -1,0 +1,22 @@
+//! The durable tier on Restate: [`RestateJournal`] (every step a named
+//! `ctx.run`) and the [`Session`] virtual object whose handlers run turns.
+//! A platform team binds `Session` into its own endpoint, or runs
+//! `ratchet serve`.
+
+pub mod admin;
+mod journal;
+mod named;
+mod options;
+pub mod schemas;
+mod serve;
+mod session;
+mod view;
+
+pub use journal::RestateJournal;
+pub use options::{DurableOptions, OnMaxAttempts};
+pub use serve::{ShutdownReport, serve, termination};
+pub use session::{
+    CancelReply, DEFAULT_OBJECT_NAME, Session, SubmitReply, TurnBody, check_object_name, status_of,
+    store_session_id,
+};
+pub use view::SessionView;
