@@ -309,32 +309,25 @@ fn main() -> ExitCode {
 
 /// The stable code of the library error inside `e`, if there is one.
 fn error_code(e: &anyhow::Error) -> Option<String> {
+    error_code_of(e).map(|c| c.to_string())
+}
+
+fn error_code_of(e: &anyhow::Error) -> Option<ratchet::ErrorCode> {
     use ratchet::engine::EngineError;
     use ratchet::store::StoreError;
     e.chain().find_map(|c| {
         c.downcast_ref::<EngineError>()
             .map(EngineError::code)
-            .or_else(|| c.downcast_ref::<StoreError>().map(|s| s.code().to_string()))
+            .or_else(|| c.downcast_ref::<StoreError>().map(StoreError::code))
     })
 }
 
 /// Whether an error refused the user's input, with nothing stored: the
 /// CLI then exits 2, as for a usage error.
 fn refused_input(e: &anyhow::Error) -> bool {
-    use ratchet::engine::EngineError;
-    use ratchet::store::StoreError;
-    let store_refusal = |s: &StoreError| {
-        matches!(
-            s,
-            StoreError::InputConflict { .. }
-                | StoreError::TurnIdTaken { .. }
-                | StoreError::InvalidArgument(_)
-                | StoreError::PayloadTooLarge { .. }
-        )
-    };
-    e.chain().any(|c| match c.downcast_ref::<EngineError>() {
-        Some(EngineError::InvalidInput { .. }) => true,
-        Some(EngineError::Store(s)) => store_refusal(s),
-        _ => c.downcast_ref::<StoreError>().is_some_and(store_refusal),
-    })
+    use ratchet::ErrorCode::*;
+    matches!(
+        error_code_of(e),
+        Some(InvalidInput | PayloadTooLarge | InputConflict | TurnIdConflict | InvalidArgument)
+    )
 }

@@ -12,6 +12,7 @@
 mod agent;
 pub mod clock;
 pub mod engine;
+mod error_code;
 pub mod fault;
 pub mod hash;
 pub mod journal;
@@ -23,6 +24,7 @@ pub mod store;
 pub mod tools;
 
 pub use agent::{Agent, AgentError};
+pub use error_code::ErrorCode;
 /// The Restate SDK this build speaks, for binding agents beside a team's
 /// own services.
 pub use restate_sdk;

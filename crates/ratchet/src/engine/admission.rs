@@ -5,6 +5,7 @@
 //! the turn, which commits them as `Stopped(InvalidInput)` in FIFO order.
 
 use super::{EngineError, TurnRequest};
+use crate::ErrorCode;
 use crate::model::{TurnId, TurnInput};
 
 /// Longest input id or trace turn id accepted, in bytes.
@@ -23,7 +24,7 @@ pub struct Admitted {
 
 fn invalid(message: String) -> EngineError {
     EngineError::InvalidInput {
-        code: "invalid_input",
+        code: ErrorCode::InvalidInput,
         message,
     }
 }
@@ -61,7 +62,7 @@ pub fn admit(
         .unwrap_or(usize::MAX);
     if size > max_input_bytes {
         return Err(EngineError::InvalidInput {
-            code: "payload_too_large",
+            code: ErrorCode::PayloadTooLarge,
             message: format!("input is {size} bytes, over the limit of {max_input_bytes}"),
         });
     }
@@ -101,7 +102,7 @@ mod tests {
         i
     }
 
-    fn code(r: Result<Admitted, EngineError>) -> String {
+    fn code(r: Result<Admitted, EngineError>) -> ErrorCode {
         r.expect_err("must be refused").code()
     }
 

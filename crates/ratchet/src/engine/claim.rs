@@ -3,7 +3,8 @@
 //! version history is read at. An agent frame instead continues under the
 //! lease its root turn kept, with the frame's task as its input.
 
-use super::{ALREADY_COMMITTED, NOT_NEXT, TurnCx, step_err};
+use super::{TurnCx, step_err};
+use crate::ErrorCode;
 use crate::hash::digest;
 use crate::journal::{JournalError, StepError};
 use crate::model::{SessionCommand, TurnInput};
@@ -105,7 +106,7 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
                 };
                 let InboxPayload::Input(input) = claim.input.payload.clone() else {
                     return Err(StepError::Terminal {
-                        code: "input_not_pending".into(),
+                        code: ErrorCode::InputNotPending,
                         message: format!("inbox entry '{input_id}' is a command, not an input"),
                     });
                 };
@@ -175,18 +176,18 @@ fn not_claimed(
 ) -> StepError {
     if let Some(e) = enqueued.filter(|e| e.entry.state == InboxState::Completed) {
         return StepError::Terminal {
-            code: ALREADY_COMMITTED.into(),
+            code: ErrorCode::InputAlreadyCommitted,
             message: e.entry.turn_id.unwrap_or_else(|| cx.turn.to_string()),
         };
     }
     if let Some(next) = next_live.filter(|n| n.id != input_id) {
         return StepError::Terminal {
-            code: NOT_NEXT.into(),
+            code: ErrorCode::InputNotNext,
             message: format!("input '{}' must run before '{input_id}'", next.id),
         };
     }
     StepError::Terminal {
-        code: "input_not_pending".into(),
+        code: ErrorCode::InputNotPending,
         message: format!(
             "input '{input_id}' is not pending in session '{}'",
             cx.session

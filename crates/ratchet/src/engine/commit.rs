@@ -83,7 +83,7 @@ async fn commit_step(
                     tracing::warn!(error = %abandon, "could not abandon claims after losing the lease");
                 }
                 Err(StepError::Terminal {
-                    code: "session_execution_lease_lost".into(),
+                    code: crate::ErrorCode::SessionExecutionLeaseLost,
                     message: e.to_string(),
                 })
             }

@@ -24,6 +24,7 @@ pub use admission::{Admitted, admit};
 pub use driver::{RunMode, run_turn};
 pub use service::{NextInput, SessionReads, Sessions, StoreReads};
 
+use crate::ErrorCode;
 use crate::clock::SharedClock;
 use crate::fault;
 use crate::journal::{Journal, JournalError, StepError, run_step};
@@ -267,7 +268,7 @@ pub enum EngineError {
     #[error("{code}: {message}")]
     InvalidInput {
         /// `invalid_input` or `payload_too_large`.
-        code: &'static str,
+        code: ErrorCode,
         /// What is wrong with it.
         message: String,
     },
@@ -278,13 +279,13 @@ pub enum EngineError {
 
 impl EngineError {
     /// The stable machine code.
-    pub fn code(&self) -> String {
+    pub fn code(&self) -> ErrorCode {
         match self {
             EngineError::Journal(e) => e.code(),
-            EngineError::DurableStoreRequired { .. } => "durable_store_required".into(),
-            EngineError::InvalidRequest(_) => "invalid_request".into(),
-            EngineError::InvalidInput { code, .. } => (*code).into(),
-            EngineError::Store(e) => e.code().into(),
+            EngineError::DurableStoreRequired { .. } => ErrorCode::DurableStoreRequired,
+            EngineError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            EngineError::InvalidInput { code, .. } => *code,
+            EngineError::Store(e) => e.code(),
         }
     }
 
@@ -367,7 +368,7 @@ impl TurnCx<'_> {
                 .unwrap_or(usize::MAX);
             if size > max {
                 return Err(StepError::Terminal {
-                    code: "step_record_too_large".into(),
+                    code: ErrorCode::StepRecordTooLarge,
                     message: format!("the step's record is {size} bytes, over the limit of {max}"),
                 });
             }
@@ -387,7 +388,7 @@ impl TurnCx<'_> {
 pub(crate) fn runtime_failure(e: &JournalError) -> Option<String> {
     match e {
         JournalError::Step(StepError::Terminal { code, message })
-            if code != "session_execution_lease_lost" =>
+            if *code != ErrorCode::SessionExecutionLeaseLost =>
         {
             Some(format!("{code}: {message}"))
         }
@@ -411,18 +412,16 @@ pub enum Deferred {
     NotNext,
 }
 
-/// Step error codes that carry a [`Deferred`] signal through the journal.
-pub(crate) const ALREADY_COMMITTED: &str = "input_already_committed";
-pub(crate) const NOT_NEXT: &str = "input_not_next";
-
 impl EngineError {
     /// The deferral this error signals, if it is one.
     pub fn deferred(&self) -> Option<Deferred> {
         match self {
             EngineError::Journal(JournalError::Step(StepError::Terminal { code, message })) => {
-                match code.as_str() {
-                    ALREADY_COMMITTED => Some(Deferred::AlreadyCommitted(message.clone())),
-                    NOT_NEXT => Some(Deferred::NotNext),
+                match code {
+                    ErrorCode::InputAlreadyCommitted => {
+                        Some(Deferred::AlreadyCommitted(message.clone()))
+                    }
+                    ErrorCode::InputNotNext => Some(Deferred::NotNext),
                     _ => None,
                 }
             }

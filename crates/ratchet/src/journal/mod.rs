@@ -15,6 +15,7 @@ pub use checkpoint::CheckpointJournal;
 pub use memory::MemoryJournal;
 pub use replay::ReplayJournal;
 
+use crate::ErrorCode;
 use crate::model::TurnId;
 use crate::store::StoreError;
 use async_trait::async_trait;
@@ -76,7 +77,7 @@ pub enum StepError {
     #[error("{code}: {message}")]
     Terminal {
         /// Stable machine code.
-        code: String,
+        code: ErrorCode,
         /// Explanation.
         message: String,
     },
@@ -88,7 +89,7 @@ impl From<StoreError> for StepError {
             StepError::Retryable(format!("{}: {e}", e.code()))
         } else {
             StepError::Terminal {
-                code: e.code().to_string(),
+                code: e.code(),
                 message: e.to_string(),
             }
         }
@@ -129,14 +130,14 @@ pub enum JournalError {
 
 impl JournalError {
     /// The stable machine code.
-    pub fn code(&self) -> String {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            JournalError::Mismatch { .. } => "journal_mismatch".into(),
-            JournalError::Cancelled => "cancelled".into(),
-            JournalError::Step(StepError::Retryable(_)) => "step_retryable".into(),
-            JournalError::Step(StepError::Terminal { code, .. }) => code.clone(),
-            JournalError::Store(e) => e.code().into(),
-            JournalError::Decode { .. } => "journal_decode".into(),
+            JournalError::Mismatch { .. } => ErrorCode::JournalMismatch,
+            JournalError::Cancelled => ErrorCode::Cancelled,
+            JournalError::Step(StepError::Retryable(_)) => ErrorCode::StepRetryable,
+            JournalError::Step(StepError::Terminal { code, .. }) => *code,
+            JournalError::Store(e) => e.code(),
+            JournalError::Decode { .. } => ErrorCode::JournalDecode,
         }
     }
 
@@ -186,7 +187,7 @@ where
     let body: StepBody<'_> = Box::pin(async move {
         let out = body.await?;
         serde_json::to_value(out).map_err(|e| StepError::Terminal {
-            code: "journal_encode".into(),
+            code: ErrorCode::JournalEncode,
             message: e.to_string(),
         })
     });

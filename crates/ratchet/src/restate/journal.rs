@@ -4,6 +4,7 @@
 //! Each record carries the step's input hash; a replay whose hash differs
 //! fails terminally with `journal_mismatch` naming the step.
 
+use crate::ErrorCode;
 use crate::journal::{
     Journal, JournalError, JournalTier, StepBody, StepError, StepRecord, check_record,
 };
@@ -27,7 +28,7 @@ impl<'a> RestateJournal<'a> {
 }
 
 /// Encodes a terminal step error so its code survives the journal.
-fn to_terminal(code: &str, message: &str) -> TerminalError {
+fn to_terminal(code: ErrorCode, message: &str) -> TerminalError {
     TerminalError::new_with_code(500, format!("{code}: {message}"))
 }
 
@@ -36,12 +37,13 @@ fn from_terminal(e: &TerminalError) -> JournalError {
     if e.code() == CANCELLED {
         return JournalError::Cancelled;
     }
-    let (code, message) = e
+    let coded = e
         .message()
         .split_once(": ")
-        .unwrap_or(("runtime_error", e.message()));
+        .and_then(|(code, message)| Some((code.parse::<ErrorCode>().ok()?, message)));
+    let (code, message) = coded.unwrap_or((ErrorCode::RuntimeError, e.message()));
     JournalError::Step(StepError::Terminal {
-        code: code.to_string(),
+        code,
         message: message.to_string(),
     })
 }
@@ -74,7 +76,7 @@ impl Journal for RestateJournal<'_> {
                     Ok(output) => Ok(Json(StepRecord { output, ..record })),
                     Err(StepError::Retryable(m)) => Err(HandlerError::from(m)),
                     Err(StepError::Terminal { code, message }) => {
-                        Err(to_terminal(&code, &message).into())
+                        Err(to_terminal(code, &message).into())
                     }
                 }
             })

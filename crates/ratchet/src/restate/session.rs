@@ -9,6 +9,7 @@
 use super::RestateJournal;
 use super::options::DurableOptions;
 use super::view::{SessionView, view_of};
+use crate::ErrorCode;
 use crate::engine::service::{read_committed, read_next_input};
 use crate::engine::{
     CancelToken, EngineError, NextInput, Runtime, SessionReads, Sessions, TurnResult, admit,
@@ -155,24 +156,9 @@ pub fn check_object_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The HTTP status an error code answers with.
-pub fn status_of(code: &str) -> u16 {
-    match code {
-        "invalid_request"
-        | "invalid_input"
-        | "input_not_pending"
-        | "durable_store_required"
-        | "invalid_argument" => 400,
-        "unknown_session" => 404,
-        "input_conflict" | "turn_id_conflict" | "session_execution_lease_lost" => 409,
-        "payload_too_large" => 413,
-        _ => 500,
-    }
-}
-
 /// An error message that names its code once.
-fn coded(code: &str, message: String) -> String {
-    if message.starts_with(code) {
+fn coded(code: ErrorCode, message: String) -> String {
+    if message.starts_with(code.as_str()) {
         message
     } else {
         format!("{code}: {message}")
@@ -181,11 +167,11 @@ fn coded(code: &str, message: String) -> String {
 
 fn handler_error(e: EngineError) -> HandlerError {
     let code = e.code();
-    let message = coded(&code, e.to_string());
+    let message = coded(code, e.to_string());
     if e.is_retryable() {
         return HandlerError::from(message);
     }
-    TerminalError::new_with_code(status_of(&code), message).into()
+    TerminalError::new_with_code(code.http_status(), message).into()
 }
 
 fn store_err(e: StoreError) -> HandlerError {
@@ -277,10 +263,11 @@ impl Session {
         }
         let url = format!("{}/invocations/{}/cancel", self.admin_url, lease.owner);
         let resp = self.http.patch(&url).send().await.map_err(|e| {
+            let code = ErrorCode::RestateAdminUnreachable;
             TerminalError::new_with_code(
-                503,
+                code.http_status(),
                 format!(
-                    "restate_admin_unreachable: cannot reach the Restate admin API at {}: {e}",
+                    "{code}: cannot reach the Restate admin API at {}: {e}",
                     self.admin_url
                 ),
             )
@@ -295,9 +282,10 @@ impl Session {
                 "the invocation is no longer running",
             )
         } else {
+            let code = ErrorCode::RestateAdminError;
             Err(TerminalError::new_with_code(
-                502,
-                format!("restate_admin_error: the Restate admin API answered {status} to cancel"),
+                code.http_status(),
+                format!("{code}: the Restate admin API answered {status} to cancel"),
             )
             .into())
         }

@@ -1,5 +1,7 @@
 //! Store errors, each with a stable machine code and a retryable flag.
 
+use crate::ErrorCode;
+
 /// What can go wrong in a [`super::SessionStore`] call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -92,23 +94,23 @@ pub enum StoreError {
 
 impl StoreError {
     /// The stable machine code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            StoreError::UnknownSession(_) => "unknown_session",
-            StoreError::InvalidArgument(_) => "invalid_argument",
-            StoreError::PayloadTooLarge { .. } => "payload_too_large",
-            StoreError::SessionBusy { .. } => "session_busy",
-            StoreError::LeaseLost { .. } => "session_execution_lease_lost",
-            StoreError::CommitConflict { .. } => "commit_conflict",
-            StoreError::VersionConflict { .. } => "version_conflict",
-            StoreError::InputConflict { .. } => "input_conflict",
-            StoreError::TurnIdTaken { .. } => "turn_id_conflict",
-            StoreError::Corrupt(_) => "store_corrupt",
-            StoreError::ForeignDatabase(_) => "foreign_database",
-            StoreError::SchemaTooNew { .. } => "schema_too_new",
-            StoreError::Unavailable(_) => "store_unavailable",
-            StoreError::Injected(_) => "injected_fault",
-            StoreError::Internal(_) => "store_internal",
+            StoreError::UnknownSession(_) => ErrorCode::UnknownSession,
+            StoreError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            StoreError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            StoreError::SessionBusy { .. } => ErrorCode::SessionBusy,
+            StoreError::LeaseLost { .. } => ErrorCode::SessionExecutionLeaseLost,
+            StoreError::CommitConflict { .. } => ErrorCode::CommitConflict,
+            StoreError::VersionConflict { .. } => ErrorCode::VersionConflict,
+            StoreError::InputConflict { .. } => ErrorCode::InputConflict,
+            StoreError::TurnIdTaken { .. } => ErrorCode::TurnIdConflict,
+            StoreError::Corrupt(_) => ErrorCode::StoreCorrupt,
+            StoreError::ForeignDatabase(_) => ErrorCode::ForeignDatabase,
+            StoreError::SchemaTooNew { .. } => ErrorCode::SchemaTooNew,
+            StoreError::Unavailable(_) => ErrorCode::StoreUnavailable,
+            StoreError::Injected(_) => ErrorCode::InjectedFault,
+            StoreError::Internal(_) => ErrorCode::StoreInternal,
         }
     }
 
