@@ -3,6 +3,7 @@
 //! normalizing times; every effect run once (the one in flight at most
 //! twice); the lease released; no input left claimed; no event twice.
 
+use ratchet::journal::StepName;
 use ratchet::model::SessionId;
 use ratchet::store::SessionStore;
 use serde_json::{Value, json};
@@ -108,18 +109,16 @@ fn short(v: &Value) -> String {
 
 /// The effect-ledger key of a step (`None` for steps without an effect).
 pub fn effect_key(root_turn: &str, step: &str) -> Option<String> {
-    let (turn, base) = match step.strip_prefix("agent-frame:") {
-        Some(rest) => {
-            let (n, base) = rest.split_once(':')?;
-            (format!("{root_turn}:agent-frame:{n}"), base)
-        }
-        None => (root_turn.to_string(), step),
+    let step: StepName = step.parse().ok()?;
+    let turn = match step.frame() {
+        0 => root_turn.to_string(),
+        n => format!("{root_turn}:agent-frame:{n}"),
     };
-    if let Some(i) = base.strip_prefix("model:") {
-        return Some(format!("model:{turn}:{i}"));
+    match step.base() {
+        StepName::Model(i) => Some(format!("model:{turn}:{i}")),
+        StepName::Tool { call, .. } => Some(format!("tool:{turn}:{call}")),
+        _ => None,
     }
-    let call = base.strip_prefix("tool:")?.split_once(':')?.1;
-    Some(format!("tool:{turn}:{call}"))
 }
 
 /// Checks effect counts: every reference effect ran exactly once, except

@@ -11,6 +11,7 @@ pub mod check;
 pub mod scenarios;
 
 use crate::harness::{HarnessError, HarnessResult, RestateServer, Service};
+use ratchet::journal::StepName;
 use ratchet::model::SessionId;
 use ratchet::restate::admin;
 use ratchet::store::{SessionStore, SqliteStore};
@@ -100,7 +101,10 @@ pub fn plan(steps: &[String], quick: bool) -> Vec<Point> {
         step: Some(step.to_string()),
         victim,
     };
-    let first_tool = steps.iter().find(|s| s.contains("tool:"));
+    let named = |s: &String| s.parse::<StepName>().ok();
+    let first_tool = steps
+        .iter()
+        .find(|s| named(s).is_some_and(|n| matches!(n.base(), StepName::Tool { .. })));
     let mut points = Vec::new();
     if quick {
         points.push(at("before", "claim", Victim::Service));
@@ -110,7 +114,7 @@ pub fn plan(steps: &[String], quick: bool) -> Vec<Point> {
         }
         if let Some(f) = steps
             .iter()
-            .find(|s| s.starts_with("agent-frame:") && s.ends_with(":claim"))
+            .find(|s| named(s).is_some_and(|n| n.frame() > 0 && *n.base() == StepName::Claim))
         {
             points.push(at("before", f, Victim::Service));
         }

@@ -6,7 +6,7 @@
 use super::{TurnCx, step_err};
 use crate::ErrorCode;
 use crate::hash::digest;
-use crate::journal::{JournalError, StepError};
+use crate::journal::{JournalError, StepError, StepName};
 use crate::model::{SessionCommand, TurnInput};
 use crate::store::{
     ClaimTarget, Enqueued, InboxEntry, InboxPayload, InboxState, Lease, NewInboxEntry,
@@ -77,7 +77,7 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
             enqueue,
         } => {
             let hash = digest(&("claim", cx.session, input_id));
-            cx.step("claim", &hash, async move {
+            cx.step(StepName::Claim, &hash, async move {
                 let entry = enqueue.map(|input| {
                     let mut input = input.clone();
                     input.input_id = Some(input_id.to_string());
@@ -140,7 +140,7 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
             settings,
         } => {
             let hash = digest(&("claim", cx.session, task, base_version));
-            cx.step("claim", &hash, async move {
+            cx.step(StepName::Claim, &hash, async move {
                 let lease = rt
                     .store
                     .renew_lease(lease, rt.config.lease_ttl_ms)

@@ -8,7 +8,7 @@ use super::TurnCx;
 use super::claim::ClaimRecord;
 use super::finalize::FinalizeRecord;
 use super::finalize::stopped_events;
-use crate::journal::{JournalError, StepError};
+use crate::journal::{JournalError, StepError, StepName};
 use crate::model::{Message, StopReason, TurnOutcome, Usage};
 use crate::store::{CommitReceipt, CommitRequest, StoreError, rules};
 
@@ -35,7 +35,7 @@ pub async fn run(
         started_at_ms: claim.started_at_ms,
         finished_at_ms: fin.finished_at_ms,
     };
-    commit_step(cx, "commit", claim, request).await
+    commit_step(cx, StepName::Commit, claim, request).await
 }
 
 /// Settles a turn whose own finalize or commit failed for good: commits
@@ -62,13 +62,13 @@ pub async fn settle(
         started_at_ms: claim.started_at_ms,
         finished_at_ms: claim.started_at_ms,
     };
-    let receipt = commit_step(cx, "settle", claim, request).await?;
+    let receipt = commit_step(cx, StepName::Settle, claim, request).await?;
     Ok((receipt, outcome))
 }
 
 async fn commit_step(
     cx: &TurnCx<'_>,
-    name: &str,
+    name: StepName,
     claim: &ClaimRecord,
     request: CommitRequest,
 ) -> Result<CommitReceipt, JournalError> {

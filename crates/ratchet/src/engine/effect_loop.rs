@@ -14,7 +14,7 @@ use super::context::assemble;
 use super::prepare::PrepareRecord;
 use super::{TurnCx, runtime_failure, step_err};
 use crate::hash::digest;
-use crate::journal::JournalError;
+use crate::journal::{JournalError, StepName};
 use crate::llm::{FinishReason, ModelDirective, ModelRequest};
 use crate::model::{EventKind, Message, Part, Role, StopReason, TurnFinish, TurnOutcome, Usage};
 use crate::tools::{ToolContext, ToolOutput};
@@ -253,7 +253,7 @@ impl Loop<'_, '_> {
         let message_id = self.next_message_id();
         let turn_messages = self.messages.clone();
         let (claim, prep) = (self.claim, self.prep);
-        cx.step(&format!("model:{i}"), &hash, async move {
+        cx.step(StepName::Model(i), &hash, async move {
             cx.keep_lease(&claim.lease).await?;
             if cx.cancel.is_cancelled() {
                 return Ok(ModelRecord::Cancelled);
@@ -352,7 +352,11 @@ impl Loop<'_, '_> {
         let rt = cx.rt;
         let claim = self.claim;
         let hash = digest(&("tool", name, args));
-        cx.step(&format!("tool:{i}:{call_id}"), &hash, async move {
+        let step = StepName::Tool {
+            iteration: i,
+            call: call_id.to_string(),
+        };
+        cx.step(step, &hash, async move {
             cx.keep_lease(&claim.lease).await?;
             if cx.cancel.is_cancelled() {
                 return Ok(ToolRecord::Cancelled);

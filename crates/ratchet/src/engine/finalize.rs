@@ -6,7 +6,7 @@ use super::TurnCx;
 use super::claim::ClaimRecord;
 use super::effect_loop::Effects;
 use crate::hash::digest;
-use crate::journal::JournalError;
+use crate::journal::{JournalError, StepName};
 use crate::model::{EventKind, Message, SessionEvent, StopReason, TurnOutcome, Usage};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -82,7 +82,7 @@ pub async fn run(
         usage: input.usage,
     };
     let mut record: FinalizeRecord = cx
-        .step("finalize", &hash, async move {
+        .step(StepName::Finalize, &hash, async move {
             let mut outcome = input.outcome;
             if matches!(outcome, TurnOutcome::AgentFrameSwitch { .. }) && !input.may_switch_frame {
                 outcome = TurnOutcome::stopped(

@@ -7,7 +7,8 @@ use super::{
     run_turn,
 };
 use crate::journal::{
-    CheckpointJournal, JournalError, RECORDING_FORMAT, Recording, ReplayJournal, StepRecord,
+    CheckpointJournal, JournalError, RECORDING_FORMAT, Recording, ReplayJournal, StepName,
+    StepRecord,
 };
 use crate::model::{SessionId, TurnId, TurnInput};
 use crate::store::{Enqueued, InboxPayload, NewInboxEntry, StoreError};
@@ -176,7 +177,7 @@ impl InlineRunner {
             let claim = recording
                 .steps
                 .first()
-                .filter(|s| s.step == "claim")
+                .filter(|s| s.step.parse() == Ok(StepName::Claim))
                 .ok_or_else(|| {
                     EngineError::InvalidRequest(format!("turn '{root}' has no claim record"))
                 })?;

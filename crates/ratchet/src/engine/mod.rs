@@ -27,7 +27,7 @@ pub use service::{NextInput, SessionReads, Sessions, StoreReads};
 use crate::ErrorCode;
 use crate::clock::SharedClock;
 use crate::fault;
-use crate::journal::{Journal, JournalError, StepError, run_step};
+use crate::journal::{Journal, JournalError, StepError, StepName, run_step};
 use crate::llm::ModelProvider;
 use crate::model::{Message, SessionId, TurnId, TurnOutcome, Usage};
 use crate::plugins::PluginSet;
@@ -343,23 +343,24 @@ impl TurnCx<'_> {
 
     /// The journal name of a step: frames prefix theirs so that one
     /// invocation's journal never holds two steps of the same name.
-    pub fn step_name(&self, base: &str) -> String {
-        if self.frame == 0 {
-            base.to_string()
-        } else {
-            format!("agent-frame:{}:{base}", self.frame)
-        }
+    pub fn step_name(&self, base: StepName) -> StepName {
+        base.in_frame(self.frame)
     }
 
     /// Runs a step, passing the fault points before and after it. A record
     /// over `max_step_record_bytes` fails the step terminally, before the
     /// journal ever sees it.
-    pub async fn step<T, F>(&self, base: &str, input_hash: &str, body: F) -> Result<T, JournalError>
+    pub async fn step<T, F>(
+        &self,
+        base: StepName,
+        input_hash: &str,
+        body: F,
+    ) -> Result<T, JournalError>
     where
         T: Serialize + DeserializeOwned,
         F: Future<Output = Result<T, StepError>> + Send,
     {
-        let name = self.step_name(base);
+        let name = self.step_name(base).to_string();
         let max = self.rt.config.max_step_record_bytes;
         let capped = async move {
             let out = body.await?;

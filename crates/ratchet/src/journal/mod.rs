@@ -10,10 +10,12 @@
 mod checkpoint;
 mod memory;
 mod replay;
+mod step_name;
 
 pub use checkpoint::CheckpointJournal;
 pub use memory::MemoryJournal;
 pub use replay::ReplayJournal;
+pub use step_name::{StepName, StepNameError};
 
 use crate::ErrorCode;
 use crate::model::TurnId;

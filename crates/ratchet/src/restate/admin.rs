@@ -3,7 +3,7 @@
 //! a [`StepRecord`]. [`recording`] turns an invocation's journal into a
 //! [`Recording`] that `ratchet replay` runs offline.
 
-use crate::journal::{RECORDING_FORMAT, Recording, StepRecord};
+use crate::journal::{RECORDING_FORMAT, Recording, StepName, StepRecord};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -116,7 +116,10 @@ pub async fn recording(admin_url: &str, invocation: &str) -> Result<Recording, A
     // An invocation may first run earlier inputs of its session (FIFO) or
     // settle an orphan: the recording is its own input's turn, the last
     // root claim and what follows it.
-    if let Some(last_root) = steps.iter().rposition(|s| s.step == "claim") {
+    if let Some(last_root) = steps
+        .iter()
+        .rposition(|s| s.step.parse() == Ok(StepName::Claim))
+    {
         steps.drain(..last_root);
     }
     let Some(first) = steps.first() else {
