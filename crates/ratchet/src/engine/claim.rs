@@ -3,9 +3,8 @@
 //! version history is read at. An agent frame instead continues under the
 //! lease its root turn kept, with the frame's task as its input.
 
-use super::{TurnCx, step_err};
+use super::{TurnCx, input_hash, step_err};
 use crate::ErrorCode;
-use crate::hash::digest;
 use crate::journal::{JournalError, StepError, StepName};
 use crate::model::{SessionCommand, TurnInput};
 use crate::store::{
@@ -76,7 +75,7 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
             input_id,
             enqueue,
         } => {
-            let hash = digest(&("claim", cx.session, input_id));
+            let hash = input_hash(&("claim", cx.session, input_id))?;
             cx.step(StepName::Claim, &hash, async move {
                 let entry = enqueue.map(|input| {
                     let mut input = input.clone();
@@ -139,7 +138,7 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
             base_version,
             settings,
         } => {
-            let hash = digest(&("claim", cx.session, task, base_version));
+            let hash = input_hash(&("claim", cx.session, task, base_version))?;
             cx.step(StepName::Claim, &hash, async move {
                 let lease = rt
                     .store

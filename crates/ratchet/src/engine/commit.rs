@@ -73,7 +73,7 @@ async fn commit_step(
     request: CommitRequest,
 ) -> Result<CommitReceipt, JournalError> {
     let rt = cx.rt;
-    let hash = rules::commit_hash(&request);
+    let hash = rules::commit_hash(&request)?;
     cx.step(name, &hash, async move {
         match rt.store.commit(&request).await {
             Ok(receipt) => Ok(receipt),

@@ -12,8 +12,7 @@
 use super::claim::ClaimRecord;
 use super::context::assemble;
 use super::prepare::PrepareRecord;
-use super::{TurnCx, runtime_failure, step_err};
-use crate::hash::digest;
+use super::{TurnCx, input_hash, runtime_failure, step_err};
 use crate::journal::{JournalError, StepName};
 use crate::llm::{FinishReason, ModelDirective, ModelRequest};
 use crate::model::{EventKind, Message, Part, Role, StopReason, TurnFinish, TurnOutcome, Usage};
@@ -243,13 +242,13 @@ impl Loop<'_, '_> {
         let cx = self.cx;
         let rt = cx.rt;
         let tool_names = rt.tools.names();
-        let hash = digest(&(
+        let hash = input_hash(&(
             "model",
             self.claim.base_version,
             i,
             &self.messages,
             &tool_names,
-        ));
+        ))?;
         let message_id = self.next_message_id();
         let turn_messages = self.messages.clone();
         let (claim, prep) = (self.claim, self.prep);
@@ -351,7 +350,7 @@ impl Loop<'_, '_> {
         let cx = self.cx;
         let rt = cx.rt;
         let claim = self.claim;
-        let hash = digest(&("tool", name, args));
+        let hash = input_hash(&("tool", name, args))?;
         let step = StepName::Tool {
             iteration: i,
             call: call_id.to_string(),

@@ -2,10 +2,9 @@
 //! stops the chain), run the finalize hooks, and assemble the events the
 //! commit appends. Records the finish time for the turn's duration.
 
-use super::TurnCx;
 use super::claim::ClaimRecord;
 use super::effect_loop::Effects;
-use crate::hash::digest;
+use super::{TurnCx, input_hash};
 use crate::journal::{JournalError, StepName};
 use crate::model::{EventKind, Message, SessionEvent, StopReason, TurnOutcome, Usage};
 use serde::{Deserialize, Serialize};
@@ -69,7 +68,7 @@ pub async fn run(
 ) -> Result<FinalizeRecord, JournalError> {
     let rt = cx.rt;
     let ids: Vec<&str> = input.messages.iter().map(|m| m.id.as_str()).collect();
-    let hash = digest(&("finalize", &input.outcome, &ids, &input.usage));
+    let hash = input_hash(&("finalize", &input.outcome, &ids, &input.usage))?;
     let input_facts = EventFacts {
         base_version: input.claim.base_version,
         commands: input

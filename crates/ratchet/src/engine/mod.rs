@@ -431,6 +431,17 @@ impl EngineError {
     }
 }
 
+/// The hash of a step's input; a value that does not serialize fails the
+/// step terminally (`journal_encode`).
+pub(crate) fn input_hash<T: Serialize + ?Sized>(value: &T) -> Result<String, JournalError> {
+    crate::hash::digest(value).map_err(|e| {
+        JournalError::Step(StepError::Terminal {
+            code: ErrorCode::JournalEncode,
+            message: e.to_string(),
+        })
+    })
+}
+
 /// Maps a store error inside a step to a step error.
 pub(crate) fn step_err(e: StoreError) -> StepError {
     StepError::from(e)

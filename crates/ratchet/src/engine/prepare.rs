@@ -5,8 +5,7 @@
 
 use super::claim::ClaimRecord;
 use super::context::plan_context_start;
-use super::{TurnCx, step_err};
-use crate::hash::digest;
+use super::{TurnCx, input_hash, step_err};
 use crate::journal::{JournalError, StepName};
 use crate::model::{InputItem, Message, Part, Role, StopReason, TurnInput};
 use serde::{Deserialize, Serialize};
@@ -150,7 +149,7 @@ pub fn user_message(id: String, input: &TurnInput) -> Message {
 /// Runs the prepare step.
 pub async fn run(cx: &TurnCx<'_>, claim: &ClaimRecord) -> Result<PrepareRecord, JournalError> {
     let rt = cx.rt;
-    let hash = digest(&("prepare", &claim.input, &claim.settings, claim.base_version));
+    let hash = input_hash(&("prepare", &claim.input, &claim.settings, claim.base_version))?;
     cx.step(StepName::Prepare, &hash, async move {
         let mut system_prompt = claim
             .settings

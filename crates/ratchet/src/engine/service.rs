@@ -90,7 +90,12 @@ fn turn_id_of(e: &InboxEntry) -> String {
     };
     TurnRequest::turn_id_for(&e.id, trace)
         .map(|t| t.to_string())
-        .unwrap_or_else(|_| format!("turn-h{}", &crate::hash::digest(&e.id)[..16]))
+        .unwrap_or_else(|_| {
+            format!(
+                "turn-h{}",
+                &crate::hash::digest_bytes(e.id.as_bytes())[..16]
+            )
+        })
 }
 
 /// Rebuilds the result of a committed turn and its agent frames.

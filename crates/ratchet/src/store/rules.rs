@@ -135,8 +135,8 @@ fn hashed_content(req: &CommitRequest) -> HashedContent<'_> {
 
 /// The commit's content hash. The lease is left out: the same turn retried
 /// by its owner commits the same content whatever its lease's expiry.
-pub fn commit_hash(req: &CommitRequest) -> String {
-    crate::hash::digest(&hashed_content(req))
+pub fn commit_hash(req: &CommitRequest) -> StoreResult<String> {
+    crate::hash::digest(&hashed_content(req)).map_err(|e| StoreError::Internal(e.to_string()))
 }
 
 /// A lease row as a backend stores it.

@@ -270,7 +270,7 @@ impl SessionStore for MemoryStore {
 
     async fn commit(&self, req: &CommitRequest) -> StoreResult<CommitReceipt> {
         rules::validate_commit(req, self.options.max_payload_bytes)?;
-        let hash = rules::commit_hash(req);
+        let hash = rules::commit_hash(req)?;
         let faults = &self.options.faults;
         let injected = |stage: &str| faults.check(stage).map_err(StoreError::Injected);
         self.with_session(&req.session_id, |s| {

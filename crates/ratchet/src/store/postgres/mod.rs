@@ -299,7 +299,7 @@ impl SessionStore for PostgresStore {
 
     async fn commit(&self, req: &CommitRequest) -> StoreResult<CommitReceipt> {
         rules::validate_commit(req, self.options.max_payload_bytes)?;
-        let hash = rules::commit_hash(req);
+        let hash = rules::commit_hash(req)?;
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(map_err)?;
         let receipt = ops::commit(&tx, req, &hash, &self.options.faults).await?;

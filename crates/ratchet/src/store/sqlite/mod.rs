@@ -307,7 +307,7 @@ impl SessionStore for SqliteStore {
 
     async fn commit(&self, req: &CommitRequest) -> StoreResult<CommitReceipt> {
         rules::validate_commit(req, self.options.max_payload_bytes)?;
-        let hash = rules::commit_hash(req);
+        let hash = rules::commit_hash(req)?;
         self.write(|tx| self.commit_in(tx, req, &hash))
     }
 
