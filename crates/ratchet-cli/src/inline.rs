@@ -75,6 +75,33 @@ pub async fn dispatch(command: Command) -> Result<()> {
             );
             Ok(())
         }
+        Command::Configure {
+            store,
+            session: s,
+            command_id,
+            system_prompt,
+            context_limit,
+        } => {
+            use ratchet::model::SessionCommand;
+            let command = match (system_prompt, context_limit) {
+                (Some(prompt), _) => SessionCommand::SetSystemPrompt { prompt },
+                (None, Some(max_messages)) => SessionCommand::SetContextLimit { max_messages },
+                (None, None) => bail!("give --system-prompt or --context-limit"),
+            };
+            let r = runner(&store).await?;
+            let e = r.configure(&session(&s)?, command, command_id).await?;
+            println!(
+                "{} command {} (position {}); it applies with the next input",
+                if e.duplicate {
+                    "already queued:"
+                } else {
+                    "queued"
+                },
+                e.entry.id,
+                e.entry.seq
+            );
+            Ok(())
+        }
         Command::Drain {
             store,
             session: s,

@@ -139,6 +139,28 @@ enum Command {
         /// The user's text.
         text: String,
     },
+    /// Queue a session command (system prompt or context limit); it applies
+    /// when the session's next input is claimed.
+    Configure {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The session.
+        #[arg(long)]
+        session: String,
+        /// Idempotency id of the command (a fresh one by default).
+        #[arg(long)]
+        command_id: Option<String>,
+        /// Replace the session's system prompt.
+        #[arg(
+            long,
+            conflicts_with = "context_limit",
+            required_unless_present = "context_limit"
+        )]
+        system_prompt: Option<String>,
+        /// History messages kept in the model's context.
+        #[arg(long)]
+        context_limit: Option<u32>,
+    },
     /// Run every pending input of the session, oldest first.
     Drain {
         #[command(flatten)]

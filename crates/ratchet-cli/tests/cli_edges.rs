@@ -157,3 +157,34 @@ fn a_re_sent_input_answers_with_its_committed_turn() {
         assert!(counts.values().all(|n| *n == 1), "{counts:?}");
     });
 }
+
+#[test]
+fn configure_sets_the_system_prompt_of_the_next_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = ratchet(
+        dir.path(),
+        &[
+            "configure",
+            "--session",
+            "s",
+            "--system-prompt",
+            "Be brief.",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ratchet(dir.path(), &["turn", "--session", "s", "hi"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let o = ratchet(dir.path(), &["configure", "--session", "s"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "a command is required");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let head = db(dir.path()).head(&sid()).await.unwrap();
+        assert_eq!(head.settings.system_prompt.as_deref(), Some("Be brief."));
+    });
+}

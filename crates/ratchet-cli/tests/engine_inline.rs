@@ -355,3 +355,88 @@ async fn session_commands_apply_before_the_next_input() {
     );
     assert!(store.inbox(&sid()).await.unwrap().is_empty());
 }
+
+/// Records what each hook saw of the turn.
+#[derive(Default)]
+struct Witness(std::sync::Mutex<Vec<String>>);
+
+#[async_trait]
+impl ratchet::plugins::Plugin for Witness {
+    fn name(&self) -> &str {
+        "witness"
+    }
+    fn system_prompt(&self, turn: &ratchet::plugins::TurnInfo<'_>) -> Option<String> {
+        self.note("system_prompt", turn);
+        None
+    }
+    async fn prepare(
+        &self,
+        turn: &ratchet::plugins::TurnInfo<'_>,
+        _input: &TurnInput,
+    ) -> Result<(), String> {
+        self.note("prepare", turn);
+        Ok(())
+    }
+    fn transform_context(
+        &self,
+        turn: &ratchet::plugins::TurnInfo<'_>,
+        _messages: &mut Vec<ratchet::model::Message>,
+    ) {
+        self.note("context", turn);
+    }
+    async fn finalize(
+        &self,
+        turn: &ratchet::plugins::TurnInfo<'_>,
+        _outcome: &TurnOutcome,
+    ) -> Option<Value> {
+        self.note("finalize", turn);
+        None
+    }
+}
+
+impl Witness {
+    fn note(&self, hook: &str, turn: &ratchet::plugins::TurnInfo<'_>) {
+        let prompt = turn.settings.system_prompt.as_deref().unwrap_or("-");
+        self.0.lock().unwrap().push(format!(
+            "{hook} {} {} {prompt}",
+            turn.session_id, turn.turn_id
+        ));
+    }
+}
+
+#[tokio::test]
+async fn plugins_see_the_session_the_turn_and_its_settings() {
+    let witness = Arc::new(Witness::default());
+    let mut rt = scripted_runtime(memory(), json!({"responses": [{"text": "ok"}]}));
+    rt.plugins = PluginSet::new().with(witness.clone());
+    rt.store
+        .enqueue(
+            &sid(),
+            ratchet::store::NewInboxEntry {
+                id: "cmd-1".into(),
+                turn_id: None,
+                payload: ratchet::store::InboxPayload::Command(
+                    ratchet::model::SessionCommand::SetSystemPrompt {
+                        prompt: "Be brief.".into(),
+                    },
+                ),
+            },
+        )
+        .await
+        .unwrap();
+    let t = runner(rt)
+        .turn(
+            &sid(),
+            TurnInput::text("hi").with_input_id("in-1"),
+            &CancelToken::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.turn_id, "turn-in-1");
+    let seen = witness.0.lock().unwrap().clone();
+    let want: Vec<String> = ["system_prompt", "prepare", "context", "finalize"]
+        .iter()
+        .map(|h| format!("{h} {} turn-in-1 Be brief.", sid()))
+        .collect();
+    assert_eq!(seen, want);
+}

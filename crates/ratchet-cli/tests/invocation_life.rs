@@ -396,3 +396,37 @@ async fn cancel_with_the_admin_api_unreachable_fails_fast_and_clearly() {
         (200, &json!("finished"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configure_queues_a_command_that_applies_with_the_next_input() {
+    let _g = e2e_lock().await;
+    let rig = Rig::start(&[]).await;
+    let body = json!({"command": {"command": "set_system_prompt", "prompt": "Answer in French."}, "command_id": "cmd-1"});
+    let (status, reply) = rig.server.call("cfg", "configure", &body).await.unwrap();
+    assert_eq!(
+        (status, &reply["duplicate"]),
+        (200, &json!(false)),
+        "{reply}"
+    );
+    let (status, again) = rig.server.call("cfg", "configure", &body).await.unwrap();
+    assert_eq!(
+        (status, &again["duplicate"]),
+        (200, &json!(true)),
+        "{again}"
+    );
+    let bad = json!({"command": {"command": "set_context_limit", "max_messages": 0}});
+    let (status, refused) = rig.server.call("cfg", "configure", &bad).await.unwrap();
+    assert_eq!(status, 400, "{refused}");
+    let (status, _) = rig
+        .server
+        .call("cfg", "turn", &turn_body("What is 1+1?", "in-1"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let head = rig.store().head(&sid("cfg")).await.unwrap();
+    assert_eq!(
+        head.settings.system_prompt.as_deref(),
+        Some("Answer in French.")
+    );
+    rig.assert_settled("cfg").await;
+}

@@ -20,7 +20,7 @@
 use async_trait::async_trait;
 use ratchet::Agent;
 use ratchet::llm::{DemoModel, ScriptedProvider};
-use ratchet::plugins::Plugin;
+use ratchet::plugins::{Plugin, TurnInfo};
 use ratchet::restate_sdk::endpoint::Endpoint;
 use ratchet::restate_sdk::prelude::*;
 use ratchet::store::{SessionStore, SqliteStore};
@@ -101,8 +101,11 @@ impl Plugin for BillingVoice {
     fn name(&self) -> &str {
         "billing-voice"
     }
-    fn system_prompt(&self) -> Option<String> {
-        Some("You are the billing agent. Confirm every charge.".into())
+    fn system_prompt(&self, turn: &TurnInfo<'_>) -> Option<String> {
+        Some(format!(
+            "You are the billing agent for session {}. Confirm every charge.",
+            turn.session_id
+        ))
     }
 }
 

@@ -6,7 +6,8 @@
 
 use super::{EngineError, TurnRequest};
 use crate::ErrorCode;
-use crate::model::{TurnId, TurnInput};
+use crate::model::{SessionCommand, TurnId, TurnInput};
+use crate::store::{InboxPayload, NewInboxEntry};
 
 /// Longest input id or trace turn id accepted, in bytes.
 pub const MAX_EXTERNAL_ID_LEN: usize = 128;
@@ -88,6 +89,31 @@ pub fn admit(
         input_id,
         turn_id,
         input,
+    })
+}
+
+/// Admits a session command: its id (the caller's, checked like an input
+/// id, else `derive()`) and the inbox entry that carries it. It applies at
+/// the claim of the session's next input, in FIFO order.
+pub fn admit_command(
+    command: SessionCommand,
+    command_id: Option<String>,
+    derive: impl FnOnce() -> String,
+) -> Result<NewInboxEntry, EngineError> {
+    let id = match command_id {
+        Some(id) => {
+            check_external_id("command_id", &id)?;
+            id
+        }
+        None => derive(),
+    };
+    if let SessionCommand::SetContextLimit { max_messages: 0 } = command {
+        return Err(invalid("max_messages must be at least 1".into()));
+    }
+    Ok(NewInboxEntry {
+        id,
+        turn_id: None,
+        payload: InboxPayload::Command(command),
     })
 }
 

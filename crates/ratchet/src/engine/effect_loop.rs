@@ -273,7 +273,7 @@ impl Loop<'_, '_> {
                 .collect();
             let mut messages = assemble(&prep.system_prompt, &kept, &turn_messages);
             for p in rt.plugins.iter() {
-                p.transform_context(&mut messages);
+                p.transform_context(&cx.turn_info(&claim.settings), &mut messages);
             }
             let request = ModelRequest {
                 messages,

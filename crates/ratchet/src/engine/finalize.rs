@@ -91,7 +91,10 @@ pub async fn run(
             }
             let mut hook_output = BTreeMap::new();
             for p in rt.plugins.iter() {
-                if let Some(v) = p.finalize(&outcome).await {
+                if let Some(v) = p
+                    .finalize(&cx.turn_info(&input.claim.settings), &outcome)
+                    .await
+                {
                     hook_output.insert(p.name().to_string(), v);
                 }
             }

@@ -90,6 +90,20 @@ impl InlineRunner {
             .await?)
     }
 
+    /// Queues a session command; it applies when the next input is
+    /// claimed. Idempotent by `command_id` (a fresh id when absent).
+    pub async fn configure(
+        &self,
+        session: &SessionId,
+        command: crate::model::SessionCommand,
+        command_id: Option<String>,
+    ) -> Result<Enqueued, EngineError> {
+        let entry = super::admit_command(command, command_id, || {
+            format!("cmd-{}", uuid::Uuid::new_v4())
+        })?;
+        Ok(self.rt.store.enqueue(session, entry).await?)
+    }
+
     fn admit(&self, input: TurnInput) -> Result<super::Admitted, EngineError> {
         super::admit(input, self.rt.config.max_input_bytes, || {
             format!("in-{}", uuid::Uuid::new_v4())

@@ -20,7 +20,7 @@ pub mod inline;
 pub mod prepare;
 pub mod service;
 
-pub use admission::{Admitted, admit};
+pub use admission::{Admitted, admit, admit_command};
 pub use driver::{RunMode, run_turn};
 pub use service::{NextInput, SessionReads, Sessions, StoreReads};
 
@@ -30,7 +30,7 @@ use crate::fault;
 use crate::journal::{Journal, JournalError, StepError, StepName, run_step};
 use crate::llm::ModelProvider;
 use crate::model::{Message, SessionId, TurnId, TurnOutcome, Usage};
-use crate::plugins::PluginSet;
+use crate::plugins::{PluginSet, TurnInfo};
 use crate::store::{CommitReceipt, SessionStore, StoreError};
 use crate::tools::ToolRegistry;
 use schemars::JsonSchema;
@@ -339,6 +339,15 @@ impl TurnCx<'_> {
         self.lease_until
             .store(renewed.expires_at_ms, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// What plugins see of this turn.
+    pub fn turn_info<'s>(&'s self, settings: &'s crate::store::SessionSettings) -> TurnInfo<'s> {
+        TurnInfo {
+            session_id: self.session.as_str(),
+            turn_id: self.turn.as_str(),
+            settings,
+        }
     }
 
     /// The journal name of a step: frames prefix theirs so that one

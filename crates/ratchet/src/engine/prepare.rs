@@ -156,8 +156,9 @@ pub async fn run(cx: &TurnCx<'_>, claim: &ClaimRecord) -> Result<PrepareRecord, 
             .system_prompt
             .clone()
             .unwrap_or_else(|| rt.config.default_system_prompt.clone());
+        let turn = cx.turn_info(&claim.settings);
         for p in rt.plugins.iter() {
-            if let Some(extra) = p.system_prompt() {
+            if let Some(extra) = p.system_prompt(&turn) {
                 system_prompt = format!("{system_prompt}\n\n{extra}");
             }
         }
@@ -186,7 +187,7 @@ pub async fn run(cx: &TurnCx<'_>, claim: &ClaimRecord) -> Result<PrepareRecord, 
             return Ok(rejected(StopReason::InvalidInput, message));
         }
         for p in rt.plugins.iter() {
-            if let Err(message) = p.prepare(&claim.input).await {
+            if let Err(message) = p.prepare(&turn, &claim.input).await {
                 return Ok(rejected(
                     StopReason::PluginAbort,
                     format!("plugin '{}' aborted the turn: {message}", p.name()),

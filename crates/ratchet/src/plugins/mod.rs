@@ -3,10 +3,13 @@
 //! before each model call, annotate the outcome in finalize, and hear about
 //! the commit once it has landed (`TurnPersisted`).
 //!
-//! Hooks that run inside a journal step (prepare, context, finalize) are
-//! recorded with it; `persisted` runs after the commit, at least once.
+//! Every hook that runs inside a turn sees the turn: its session, its id and
+//! the session's settings ([`TurnInfo`]). Hooks that run inside a journal
+//! step (prepare, context, finalize) are recorded with it; `persisted` runs
+//! after the commit, at least once.
 
 use crate::model::{InputItem, Message, TurnInput, TurnOutcome, Usage};
+use crate::store::SessionSettings;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -26,6 +29,18 @@ pub struct TurnPersisted {
     pub usage: Usage,
 }
 
+/// The turn a hook runs in.
+#[derive(Clone, Copy, Debug)]
+pub struct TurnInfo<'a> {
+    /// The session (as the store names it).
+    pub session_id: &'a str,
+    /// The turn (an agent frame's own id inside a frame).
+    pub turn_id: &'a str,
+    /// The session's settings in force for this turn (after the session
+    /// commands claimed with its input).
+    pub settings: &'a SessionSettings,
+}
+
 /// A hook set around a turn. Every hook has a do-nothing default.
 #[async_trait]
 pub trait Plugin: Send + Sync {
@@ -33,20 +48,24 @@ pub trait Plugin: Send + Sync {
     fn name(&self) -> &str;
 
     /// Text added to the system prompt.
-    fn system_prompt(&self) -> Option<String> {
+    fn system_prompt(&self, _turn: &TurnInfo<'_>) -> Option<String> {
         None
     }
 
     /// Checks a turn's input; `Err(reason)` aborts the turn (`PluginAbort`).
-    async fn prepare(&self, _input: &TurnInput) -> Result<(), String> {
+    async fn prepare(&self, _turn: &TurnInfo<'_>, _input: &TurnInput) -> Result<(), String> {
         Ok(())
     }
 
     /// Rewrites the model context before a model call.
-    fn transform_context(&self, _messages: &mut Vec<Message>) {}
+    fn transform_context(&self, _turn: &TurnInfo<'_>, _messages: &mut Vec<Message>) {}
 
     /// Sees the outcome before commit; a value returned is recorded.
-    async fn finalize(&self, _outcome: &TurnOutcome) -> Option<serde_json::Value> {
+    async fn finalize(
+        &self,
+        _turn: &TurnInfo<'_>,
+        _outcome: &TurnOutcome,
+    ) -> Option<serde_json::Value> {
         None
     }
 
@@ -89,7 +108,7 @@ impl Plugin for SystemPrompt {
     fn name(&self) -> &str {
         "system_prompt"
     }
-    fn system_prompt(&self) -> Option<String> {
+    fn system_prompt(&self, _turn: &TurnInfo<'_>) -> Option<String> {
         Some(self.0.clone())
     }
 }
@@ -102,7 +121,7 @@ impl Plugin for BlockList {
     fn name(&self) -> &str {
         "block_list"
     }
-    async fn prepare(&self, input: &TurnInput) -> Result<(), String> {
+    async fn prepare(&self, _turn: &TurnInfo<'_>, input: &TurnInput) -> Result<(), String> {
         for item in &input.items {
             if let InputItem::Text { text } = item {
                 let lower = text.to_lowercase();

@@ -16,7 +16,7 @@ pub use journal::RestateJournal;
 pub use options::{DurableOptions, OnMaxAttempts};
 pub use serve::{ShutdownReport, serve, termination};
 pub use session::{
-    CancelReply, DEFAULT_OBJECT_NAME, Session, SubmitReply, TurnBody, check_object_name,
-    store_session_id,
+    CancelReply, ConfigureBody, ConfigureReply, DEFAULT_OBJECT_NAME, Session, SubmitReply,
+    TurnBody, check_object_name, store_session_id,
 };
 pub use view::SessionView;

@@ -50,6 +50,7 @@ impl Service for NamedSession {
                 "turn" => turn(input),
                 "submit" => submit(input),
                 "drain" => drain(),
+                "configure" => configure(input),
                 "cancel" => cancel(),
                 "view" => view(),
             );
@@ -69,6 +70,9 @@ pub fn definition(session: Session) -> ServiceDefinition {
         .expect("object names are checked when set");
     let mut handlers: Vec<&str> = manifest.handlers.iter().map(|h| h.name.as_str()).collect();
     handlers.sort_unstable();
-    debug_assert_eq!(handlers, ["cancel", "drain", "submit", "turn", "view"]);
+    debug_assert_eq!(
+        handlers,
+        ["cancel", "configure", "drain", "submit", "turn", "view"]
+    );
     service_definition(NamedSession(Arc::new(session)), manifest)
 }

@@ -2,7 +2,7 @@
 //! response and of session events, generated from the Rust types. They are
 //! checked in under `proto/`; a test fails when they drift from the types.
 
-use super::{CancelReply, SessionView, SubmitReply, TurnBody};
+use super::{CancelReply, ConfigureBody, ConfigureReply, SessionView, SubmitReply, TurnBody};
 use crate::engine::TurnResult;
 use crate::model::StoredEvent;
 use schemars::{JsonSchema, schema_for};
@@ -24,6 +24,11 @@ pub fn all() -> Vec<(&'static str, serde_json::Value)> {
         ),
         ("Session.view.response.json", schema::<SessionView>()),
         ("Session.cancel.response.json", schema::<CancelReply>()),
+        ("Session.configure.request.json", schema::<ConfigureBody>()),
+        (
+            "Session.configure.response.json",
+            schema::<ConfigureReply>(),
+        ),
         ("session-event.json", schema::<StoredEvent>()),
     ]
 }

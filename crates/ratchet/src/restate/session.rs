@@ -13,8 +13,9 @@ use crate::ErrorCode;
 use crate::engine::service::{read_committed, read_next_input};
 use crate::engine::{
     CancelToken, EngineError, NextInput, Runtime, SessionReads, Sessions, TurnResult, admit,
+    admit_command,
 };
-use crate::model::{SessionId, TurnId, TurnInput};
+use crate::model::{SessionCommand, SessionId, TurnId, TurnInput};
 use crate::store::{DurabilityTier, InboxPayload, NewInboxEntry, StoreError};
 use async_trait::async_trait;
 use restate_sdk::prelude::*;
@@ -38,6 +39,29 @@ pub struct SubmitReply {
     /// Whether the id was already known (with the same content).
     pub duplicate: bool,
     /// FIFO position in the session's inbox.
+    pub position: u64,
+}
+
+/// Request of `configure`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigureBody {
+    /// The session command (system prompt, context limit).
+    pub command: SessionCommand,
+    /// Idempotency id of the command (derived from the invocation if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+}
+
+/// Reply of `configure`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ConfigureReply {
+    /// The command's id.
+    pub command_id: String,
+    /// Whether the id was already known (with the same command).
+    pub duplicate: bool,
+    /// FIFO position in the session's inbox: the command applies when the
+    /// next input after it is claimed.
     pub position: u64,
 }
 
@@ -431,6 +455,39 @@ impl Session {
             }
         }
         Ok(Json(ran))
+    }
+
+    /// Queues a session command (a system prompt, a context limit): it
+    /// applies when the session's next input is claimed, so a running turn
+    /// never changes under it. Idempotent by `command_id`.
+    #[handler]
+    pub(super) async fn configure(
+        &self,
+        mut ctx: SharedObjectContext<'_>,
+        body: Json<ConfigureBody>,
+    ) -> Result<Json<ConfigureReply>, HandlerError> {
+        self.require_durable()?;
+        let sid = self.session_of(ctx.key())?;
+        let derived = format!("cmd-{}", ctx.rand_uuid());
+        let ConfigureBody {
+            command,
+            command_id,
+        } = body.into_inner();
+        let entry = admit_command(command, command_id, || derived).map_err(handler_error)?;
+        let store = self.rt.store.clone();
+        let reply = ctx
+            .run(|| async move {
+                let enqueued = store.enqueue(&sid, entry).await.map_err(store_err)?;
+                Ok(Json(ConfigureReply {
+                    command_id: enqueued.entry.id,
+                    duplicate: enqueued.duplicate,
+                    position: enqueued.entry.seq,
+                }))
+            })
+            .name("enqueue_command")
+            .await?
+            .into_inner();
+        Ok(Json(reply))
     }
 
     /// Asks the running turn to stop: it commits `Stopped(Cancelled)`, keeps
