@@ -140,7 +140,12 @@ async fn a_model_answer_too_large_to_record_stops_with_runtime_error_and_the_ses
 
 /// A tool that moves the injected clock 20 s on and reports the lease
 /// expiry it sees.
-struct Slow(Arc<ratchet::clock::ManualClock>);
+/// Advances the clock 20 s per call and answers with the lease's expiry,
+/// read from the store the test handed it (tools themselves see no store).
+struct Slow(
+    Arc<ratchet::clock::ManualClock>,
+    Arc<dyn ratchet::store::SessionStore>,
+);
 
 #[async_trait]
 impl Tool for Slow {
@@ -157,8 +162,8 @@ impl Tool for Slow {
         IdempotencyClass::Pure
     }
     async fn call(&self, ctx: &ToolContext, _args: Value) -> Result<ToolOutput, ToolError> {
-        let lease = ctx
-            .store
+        let lease = self
+            .1
             .current_lease(&ctx.session_id)
             .await
             .unwrap()
@@ -177,9 +182,10 @@ async fn a_long_turn_renews_its_lease_before_it_runs_out() {
         ..Default::default()
     });
     let script = script(json!([slow("call_0"), slow("call_1"), {"text": "done"}]));
-    let mut rt = scripted_runtime(Arc::new(store), script);
+    let store: Arc<dyn ratchet::store::SessionStore> = Arc::new(store);
+    let mut rt = scripted_runtime(store.clone(), script);
     rt.clock = clock.clone();
-    rt.tools.register(Arc::new(Slow(clock)));
+    rt.tools.register(Arc::new(Slow(clock, store)));
     let ttl = rt.config.lease_ttl_ms;
     let t = one_turn(rt, "go slowly").await;
     assert_eq!(t.outcome.answer_text(), Some("done"));

@@ -16,9 +16,10 @@ use super::{TurnCx, input_hash, runtime_failure, step_err};
 use crate::journal::{JournalError, StepName};
 use crate::llm::{FinishReason, ModelDirective, ModelRequest};
 use crate::model::{EventKind, Message, Part, Role, StopReason, TurnFinish, TurnOutcome, Usage};
-use crate::tools::{ToolContext, ToolOutput};
+use crate::tools::{StoreNotes, ToolContext, ToolOutput};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a `model:{i}` step records.
@@ -365,7 +366,7 @@ impl Loop<'_, '_> {
                 turn_id: cx.turn.to_string(),
                 tool_call_id: call_id.to_string(),
                 idempotency_key: format!("{}:{}:{call_id}", cx.session, cx.turn),
-                store: rt.store.clone(),
+                notes: Arc::new(StoreNotes::new(rt.store.clone(), cx.session.clone())),
                 clock: rt.clock.clone(),
             };
             let timeout_ms = rt.tools.timeout_ms(name, rt.config.tool_timeout_ms);

@@ -215,7 +215,7 @@ impl Tool for Notes {
     async fn call(&self, ctx: &ToolContext, args: Value) -> Result<ToolOutput, ToolError> {
         let store_err = |e: crate::store::StoreError| ToolError::Failed(format!("notes: {e}"));
         if args["action"] == "list" {
-            let notes = ctx.store.notes(&ctx.session_id).await.map_err(store_err)?;
+            let notes = ctx.notes.list().await.map_err(store_err)?;
             let texts: Vec<&str> = notes.iter().map(|n| n.text.as_str()).collect();
             return Ok(ToolOutput::text(if texts.is_empty() {
                 "No notes yet.".to_string()
@@ -228,8 +228,8 @@ impl Tool for Notes {
                 "'text' is required to add a note".into(),
             ));
         };
-        ctx.store
-            .put_note(&ctx.session_id, &ctx.idempotency_key, text)
+        ctx.notes
+            .put(&ctx.idempotency_key, text)
             .await
             .map_err(store_err)?;
         Ok(ToolOutput::text(format!("Noted: {text}")))
@@ -249,7 +249,10 @@ mod tests {
             turn_id: "t".into(),
             tool_call_id: call.into(),
             idempotency_key: format!("s:t:{call}"),
-            store: Arc::new(MemoryStore::new()),
+            notes: Arc::new(super::super::StoreNotes::new(
+                Arc::new(MemoryStore::new()),
+                SessionId::new("s").unwrap(),
+            )),
             clock: ManualClock::new(1_764_000_000_123),
         }
     }
@@ -315,7 +318,7 @@ mod tests {
                 .unwrap();
             assert_eq!(out.content, "Noted: milk");
         }
-        let notes = c.store.notes(&c.session_id).await.unwrap();
+        let notes = c.notes.list().await.unwrap();
         assert_eq!(notes.len(), 1);
         let listed = reg
             .invoke(&c, "notes", json!({"action": "list"}))

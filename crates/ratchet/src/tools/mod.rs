@@ -11,7 +11,7 @@ pub use registry::ToolRegistry;
 
 use crate::clock::SharedClock;
 use crate::model::SessionId;
-use crate::store::SessionStore;
+use crate::store::{Note, SessionStore, StoreError};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -41,10 +41,48 @@ pub struct ToolContext {
     pub tool_call_id: String,
     /// `{session}:{turn}:{tool_call_id}`: stable across re-runs of the call.
     pub idempotency_key: String,
-    /// The session store (for tools that keep durable state).
-    pub store: Arc<dyn SessionStore>,
+    /// What the tool may keep durably: its session's keyed notes. Tools
+    /// never see the session store itself (history, leases, the inbox).
+    pub notes: Arc<dyn SessionNotes>,
     /// The clock.
     pub clock: SharedClock,
+}
+
+/// A session's keyed notes: the one piece of durable state a tool gets.
+#[async_trait]
+pub trait SessionNotes: Send + Sync {
+    /// Stores a note once per key (an idempotency key, so a re-run call
+    /// writes nothing twice); returns whether it was new.
+    async fn put(&self, key: &str, text: &str) -> Result<bool, StoreError>;
+    /// The session's notes, in the order written.
+    async fn list(&self) -> Result<Vec<Note>, StoreError>;
+}
+
+/// [`SessionNotes`] of one session in a store.
+pub struct StoreNotes {
+    store: Arc<dyn SessionStore>,
+    session: SessionId,
+}
+
+impl StoreNotes {
+    /// The notes of `session` in `store`.
+    pub fn new(store: Arc<dyn SessionStore>, session: SessionId) -> Self {
+        StoreNotes { store, session }
+    }
+}
+
+#[async_trait]
+impl SessionNotes for StoreNotes {
+    async fn put(&self, key: &str, text: &str) -> Result<bool, StoreError> {
+        self.store.put_note(&self.session, key, text).await
+    }
+
+    async fn list(&self) -> Result<Vec<Note>, StoreError> {
+        match self.store.notes(&self.session).await {
+            Err(StoreError::UnknownSession(_)) => Ok(Vec::new()),
+            other => other,
+        }
+    }
 }
 
 /// A tool's answer.
