@@ -197,6 +197,7 @@ pub async fn dispatch(command: Command) -> Result<()> {
             listen,
             with_floor,
             restate_admin,
+            agents,
             shutdown_timeout_ms,
             retry_max_interval_ms,
             retry_max_attempts,
@@ -204,6 +205,7 @@ pub async fn dispatch(command: Command) -> Result<()> {
         } => {
             let settings = crate::serve::ServeSettings {
                 listen,
+                agents,
                 restate_admin,
                 with_floor,
                 shutdown_timeout: std::time::Duration::from_millis(shutdown_timeout_ms),

@@ -1,6 +1,7 @@
 //! The `ratchet` binary: the inline-tier CLI (turn, submit, drain, history,
 //! events, resume, export, replay) and the Restate endpoint (`serve`).
 
+mod agents;
 mod chaos;
 mod inline;
 mod output;
@@ -255,6 +256,10 @@ enum Command {
         /// Address to listen on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:9080")]
         listen: std::net::SocketAddr,
+        /// A TOML file of agents to serve, each its own virtual object
+        /// (default: one agent, `Session`, from the flags).
+        #[arg(long, env = "RATCHET_AGENTS")]
+        agents: Option<PathBuf>,
         /// Also bind the `Floor` benchmark object (nine no-op steps).
         #[arg(long, env = "RATCHET_WITH_FLOOR")]
         with_floor: bool,

@@ -3,6 +3,7 @@
 
 use crate::StoreArgs;
 use anyhow::{Context, Result, bail};
+use ratchet::AgentError;
 use ratchet::restate::{DurableOptions, OnMaxAttempts, Session};
 use ratchet::store::DurabilityTier;
 use restate_sdk::endpoint::Endpoint;
@@ -13,6 +14,8 @@ use std::time::Duration;
 pub struct ServeSettings {
     /// Where to listen.
     pub listen: SocketAddr,
+    /// The agents file, if any.
+    pub agents: Option<std::path::PathBuf>,
     /// The Restate admin API (`cancel`).
     pub restate_admin: String,
     /// Also bind the `Floor` benchmark object.
@@ -56,11 +59,24 @@ pub async fn serve(args: &StoreArgs, settings: ServeSettings) -> Result<()> {
             "the durable tier needs a durable store; every turn will be refused"
         );
     }
-    let rt = crate::setup::runtime(store, args)?;
-    let session = Session::new(rt)
-        .with_admin_url(settings.restate_admin)
-        .with_options(settings.durable);
-    let mut builder = Endpoint::builder().bind(session.definition());
+    let mut builder = Endpoint::builder();
+    for agent in crate::agents::load(settings.agents.as_deref(), store, args)? {
+        let agent = agent
+            .admin_url(settings.restate_admin.clone())
+            .durable_options(settings.durable.clone());
+        tracing::info!(agent = agent.name(), "binding agent");
+        let session = match agent.session() {
+            Ok(session) => session,
+            // Bind it anyway: every handler refuses with
+            // durable_store_required, which tells the caller what is wrong
+            // where a crash loop would not.
+            Err(AgentError::DurableStoreRequired { .. }) => Session::new(agent.runtime()?)
+                .with_name(agent.name())
+                .with_options(settings.durable.clone()),
+            Err(e) => return Err(e.into()),
+        };
+        builder = builder.bind(session.definition());
+    }
     if settings.with_floor {
         builder = builder.bind(ratchet_testkit::Floor);
     }

@@ -136,3 +136,71 @@ async fn two_agents_and_a_service_share_an_endpoint_and_a_killed_charge_happens_
     .unwrap();
     assert_eq!((status, hello), (200, json!("Hello, ratchet")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratchet_serve_binds_the_agents_its_config_file_names() {
+    let _g = e2e_lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agents.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[agent]]
+name = "support"
+model = "demo"
+tools = ["calculator"]
+
+[[agent]]
+name = "scribe"
+system_prompt = "You keep notes."
+tools = ["notes"]
+"#,
+    )
+    .unwrap();
+    let server = RestateServer::start().unwrap();
+    let db = dir.path().join("ratchet.db");
+    let store = format!("sqlite:{}", db.display());
+    let agents = file.display().to_string();
+    let service = support::restate::Service::start(
+        &support::restate::ratchet_bin(),
+        &store,
+        &server.admin,
+        dir.path(),
+        &[("RATCHET_AGENTS", &agents)],
+    )
+    .unwrap();
+    server.register(&service.uri()).await.unwrap();
+    let call = |agent: &str, text: &str| {
+        let url = format!("{}/{agent}/k/turn", server.ingress);
+        let body = turn(text, "in-1");
+        async move { post(&url, &body).await.unwrap() }
+    };
+    let (status, sum) = call("support", "What is 6*7?").await;
+    assert_eq!(status, 200, "{sum}");
+    assert!(sum["outcome"]["text"].as_str().unwrap().contains("42"));
+    let (status, note) = call("scribe", "remember eggs").await;
+    assert_eq!(status, 200, "{note}");
+    let notes = SqliteStore::open(&db)
+        .unwrap()
+        .notes(&SessionId::new("scribe/k").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    // The default object is not bound when a file names the agents.
+    let (status, _) = post(&format!("{}/Session/k/view", server.ingress), &json!(null))
+        .await
+        .unwrap();
+    assert_eq!(status, 404);
+
+    // A file naming an unknown tool is refused before anything serves.
+    std::fs::write(&file, "[[agent]]\nname = \"x\"\ntools = [\"rocket\"]\n").unwrap();
+    let refused = support::restate::Service::start(
+        &support::restate::ratchet_bin(),
+        &store,
+        &server.admin,
+        dir.path(),
+        &[("RATCHET_AGENTS", &agents)],
+    );
+    let err = refused.err().expect("refused").to_string();
+    assert!(err.contains("unknown tool 'rocket'"), "{err}");
+}
