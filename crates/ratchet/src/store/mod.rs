@@ -8,6 +8,7 @@
 //! Rules shared by the backends (validation, hashing) live in [`rules`] so
 //! that no backend can drift from another.
 
+pub mod commit_plan;
 mod error;
 mod memory;
 #[cfg(feature = "postgres")]

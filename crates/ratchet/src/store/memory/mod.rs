@@ -1,6 +1,7 @@
 //! The in-memory store: `Ephemeral`, for tests and the inline tier's
 //! throwaway sessions. Refused by the durable tier.
 
+use super::commit_plan::{self, CommitReads, Decision};
 use super::rules::{self, LeaseRow, StoreOptions};
 use super::*;
 use crate::model::{SessionEvent, SessionId, StoredEvent};
@@ -272,81 +273,31 @@ impl SessionStore for MemoryStore {
         rules::validate_commit(req, self.options.max_payload_bytes)?;
         let hash = rules::commit_hash(req)?;
         let faults = &self.options.faults;
-        let injected = |stage: &str| faults.check(stage).map_err(StoreError::Injected);
         self.with_session(&req.session_id, |s| {
-            if let Some(t) = s.turns.iter().find(|t| t.turn_id == req.turn_id) {
-                if t.commit_hash != hash {
-                    return Err(StoreError::CommitConflict {
-                        turn_id: req.turn_id.clone(),
-                    });
-                }
-                return Ok(CommitReceipt {
-                    turn_id: t.turn_id.clone(),
-                    version: t.version,
-                    commit_hash: hash,
-                    replayed: true,
-                });
+            let reads = CommitReads {
+                receipt: s
+                    .turns
+                    .iter()
+                    .find(|t| t.turn_id == req.turn_id)
+                    .map(|t| (t.version, t.commit_hash.clone())),
+                lease: s.lease.clone(),
+                head: Some((s.version, s.usage)),
+            };
+            let plan = match commit_plan::decide(req, hash, reads)? {
+                Decision::Replayed(receipt) => return Ok(receipt),
+                Decision::Apply(plan) => plan,
+            };
+            // Write a copy and keep it only if every stage passes: a failure
+            // at any stage leaves the session untouched.
+            let mut next = s.clone();
+            for stage in plan.stages() {
+                next.apply(&stage)?;
+                faults
+                    .check(stage.fault_point())
+                    .map_err(StoreError::Injected)?;
             }
-            if !rules::lease_is_current(s.lease.as_ref(), &req.lease) {
-                return Err(rules::lease_lost(&req.lease));
-            }
-            if s.version != req.base_version {
-                return Err(StoreError::VersionConflict {
-                    expected: req.base_version,
-                    actual: s.version,
-                });
-            }
-            // Stage everything, passing each fault point, then apply at once:
-            // a failure at any stage leaves the session untouched.
-            let version = s.version + 1;
-            injected(rules::COMMIT_STAGES[0])?;
-            for id in &req.completed_entries {
-                if !s.inbox.iter().any(|e| e.id == *id) {
-                    return Err(StoreError::InvalidArgument(format!(
-                        "unknown inbox entry '{id}'"
-                    )));
-                }
-            }
-            for stage in &rules::COMMIT_STAGES[1..] {
-                injected(stage)?;
-            }
-            s.messages
-                .extend(req.messages.iter().map(|m| StoredMessage {
-                    version,
-                    turn_id: req.turn_id.clone(),
-                    message: m.clone(),
-                }));
-            for e in s.inbox.iter_mut() {
-                if req.completed_entries.contains(&e.id) {
-                    e.state = InboxState::Completed;
-                }
-            }
-            s.append_events(&req.events);
-            s.version = version;
-            s.usage.add(&req.usage);
-            if let Some(settings) = &req.settings {
-                s.settings = settings.clone();
-            }
-            if !req.keep_lease
-                && let Some(row) = s.lease.as_mut()
-            {
-                row.owner = None;
-            }
-            s.turns.push(TurnRecord {
-                turn_id: req.turn_id.clone(),
-                version,
-                outcome: req.outcome.clone(),
-                usage: req.usage,
-                commit_hash: hash.clone(),
-                started_at_ms: req.started_at_ms,
-                finished_at_ms: req.finished_at_ms,
-            });
-            Ok(CommitReceipt {
-                turn_id: req.turn_id.clone(),
-                version,
-                commit_hash: hash,
-                replayed: false,
-            })
+            *s = next;
+            Ok(plan.receipt())
         })
     }
 

@@ -6,6 +6,7 @@ use super::schema::map_err;
 use super::{int, parse_state, state_str};
 use crate::fault::FaultSwitch;
 use crate::model::{Message, SessionEvent, SessionId, Usage};
+use crate::store::commit_plan::{self, CommitReads, Decision, Stage};
 use crate::store::rules::{self, LeaseRow};
 use crate::store::{
     CommitReceipt, CommitRequest, CommittedTurn, Enqueued, InboxEntry, InboxPage, InboxState,
@@ -222,7 +223,10 @@ fn fault(faults: &FaultSwitch, stage: &str) -> StoreResult<()> {
     faults.check(stage).map_err(StoreError::Injected)
 }
 
-/// The final commit, inside the caller's transaction.
+/// The final commit, inside the caller's transaction: the reads
+/// [`commit_plan::decide`] needs (the lease row locked first, so a retried
+/// commit of the same turn sees the first one's receipt instead of its
+/// released lease), then the plan's stages, each passing its fault point.
 pub async fn commit<C: GenericClient>(
     c: &C,
     req: &CommitRequest,
@@ -231,124 +235,127 @@ pub async fn commit<C: GenericClient>(
 ) -> StoreResult<CommitReceipt> {
     let session = req.session_id.as_str();
     require_session(c, &req.session_id).await?;
-    // The lease lock comes first: a retried commit of the same turn then
-    // sees the first one's receipt instead of its released lease.
     let lease = lock_lease(c, &req.session_id).await?;
-    let existing = c
+    let receipt = c
         .query_opt(
             "SELECT version, commit_hash FROM turns WHERE session_id = $1 AND turn_id = $2",
             &[&session, &req.turn_id],
         )
         .await
-        .map_err(map_err)?;
-    if let Some(row) = existing {
-        let stored: String = row.get(1);
-        if stored != hash {
-            return Err(StoreError::CommitConflict {
-                turn_id: req.turn_id.clone(),
-            });
-        }
-        return Ok(CommitReceipt {
-            turn_id: req.turn_id.clone(),
-            version: row.get::<_, i64>(0) as u64,
-            commit_hash: hash.to_string(),
-            replayed: true,
-        });
-    }
-    if !rules::lease_is_current(lease.as_ref(), &req.lease) {
-        return Err(rules::lease_lost(&req.lease));
-    }
-    let row = c
-        .query_one(
+        .map_err(map_err)?
+        .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1)));
+    let head = c
+        .query_opt(
             "SELECT version, usage FROM sessions WHERE id = $1 FOR UPDATE",
             &[&session],
         )
         .await
-        .map_err(map_err)?;
-    let head = row.get::<_, i64>(0) as u64;
-    if head != req.base_version {
-        return Err(StoreError::VersionConflict {
-            expected: req.base_version,
-            actual: head,
-        });
+        .map_err(map_err)?
+        .map(|r| {
+            let usage: Usage = rules::decode("session usage", r.get(1))?;
+            Ok::<_, StoreError>((r.get::<_, i64>(0) as u64, usage))
+        })
+        .transpose()?;
+    let reads = CommitReads {
+        receipt,
+        lease,
+        head,
+    };
+    let plan = match commit_plan::decide(req, hash.to_string(), reads)? {
+        Decision::Replayed(receipt) => return Ok(receipt),
+        Decision::Apply(plan) => plan,
+    };
+    for stage in plan.stages() {
+        apply(c, &req.session_id, &stage).await?;
+        fault(faults, stage.fault_point())?;
     }
-    let version = head + 1;
-    for (ord, m) in req.messages.iter().enumerate() {
-        c.execute(
-            "INSERT INTO messages (session_id, version, ord, turn_id, body) VALUES ($1, $2, $3, $4, $5)",
-            &[&session, &int(version), &(ord as i64), &req.turn_id, &json(m)?],
-        )
-        .await
-        .map_err(map_err)?;
-    }
-    fault(faults, rules::COMMIT_STAGES[0])?;
-    for id in &req.completed_entries {
-        let n = c
-            .execute(
-                "UPDATE inbox SET state = 'completed' WHERE session_id = $1 AND id = $2",
-                &[&session, id],
+    Ok(plan.receipt())
+}
+
+/// Writes one stage of a commit plan.
+async fn apply<C: GenericClient>(c: &C, sid: &SessionId, stage: &Stage<'_>) -> StoreResult<()> {
+    let session = sid.as_str();
+    match stage {
+        Stage::Messages {
+            version,
+            turn_id,
+            messages,
+        } => {
+            for (ord, m) in messages.iter().enumerate() {
+                c.execute(
+                    "INSERT INTO messages (session_id, version, ord, turn_id, body) VALUES ($1, $2, $3, $4, $5)",
+                    &[&session, &int(*version), &(ord as i64), turn_id, &json(m)?],
+                )
+                .await
+                .map_err(map_err)?;
+            }
+        }
+        Stage::Inbox { completed } => {
+            for id in completed.iter() {
+                let n = c
+                    .execute(
+                        "UPDATE inbox SET state = 'completed' WHERE session_id = $1 AND id = $2",
+                        &[&session, id],
+                    )
+                    .await
+                    .map_err(map_err)?;
+                if n == 0 {
+                    return Err(StoreError::InvalidArgument(format!(
+                        "unknown inbox entry '{id}'"
+                    )));
+                }
+            }
+        }
+        Stage::Events { events } => insert_events(c, sid, events).await?,
+        Stage::Head {
+            version,
+            usage,
+            settings,
+        } => {
+            c.execute(
+                "UPDATE sessions SET version = $2, usage = $3 WHERE id = $1",
+                &[&session, &int(*version), &json(usage)?],
             )
             .await
             .map_err(map_err)?;
-        if n == 0 {
-            return Err(StoreError::InvalidArgument(format!(
-                "unknown inbox entry '{id}'"
-            )));
+            if let Some(settings) = settings {
+                c.execute(
+                    "UPDATE sessions SET settings = $2 WHERE id = $1",
+                    &[&session, &json(settings)?],
+                )
+                .await
+                .map_err(map_err)?;
+            }
+        }
+        Stage::ReleaseLease { fence } => {
+            c.execute(
+                "UPDATE leases SET owner = NULL WHERE session_id = $1 AND fence = $2",
+                &[&session, &int(*fence)],
+            )
+            .await
+            .map_err(map_err)?;
+        }
+        Stage::Receipt { req, version, hash } => {
+            c.execute(
+                "INSERT INTO turns (session_id, turn_id, version, outcome, usage, commit_hash,
+                                    started_at_ms, finished_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &session,
+                    &req.turn_id,
+                    &int(*version),
+                    &json(&req.outcome)?,
+                    &json(&req.usage)?,
+                    hash,
+                    &int(req.started_at_ms),
+                    &int(req.finished_at_ms),
+                ],
+            )
+            .await
+            .map_err(map_err)?;
         }
     }
-    fault(faults, rules::COMMIT_STAGES[1])?;
-    insert_events(c, &req.session_id, &req.events).await?;
-    fault(faults, rules::COMMIT_STAGES[2])?;
-    let mut usage: Usage = rules::decode("session usage", row.get(1))?;
-    usage.add(&req.usage);
-    c.execute(
-        "UPDATE sessions SET version = $2, usage = $3 WHERE id = $1",
-        &[&session, &int(version), &json(&usage)?],
-    )
-    .await
-    .map_err(map_err)?;
-    if let Some(settings) = &req.settings {
-        c.execute(
-            "UPDATE sessions SET settings = $2 WHERE id = $1",
-            &[&session, &json(settings)?],
-        )
-        .await
-        .map_err(map_err)?;
-    }
-    fault(faults, rules::COMMIT_STAGES[3])?;
-    if !req.keep_lease {
-        c.execute(
-            "UPDATE leases SET owner = NULL WHERE session_id = $1 AND fence = $2",
-            &[&session, &int(req.lease.fence)],
-        )
-        .await
-        .map_err(map_err)?;
-    }
-    fault(faults, rules::COMMIT_STAGES[4])?;
-    c.execute(
-        "INSERT INTO turns (session_id, turn_id, version, outcome, usage, commit_hash,
-                            started_at_ms, finished_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[
-            &session,
-            &req.turn_id,
-            &int(version),
-            &json(&req.outcome)?,
-            &json(&req.usage)?,
-            &hash,
-            &int(req.started_at_ms),
-            &int(req.finished_at_ms),
-        ],
-    )
-    .await
-    .map_err(map_err)?;
-    fault(faults, rules::COMMIT_STAGES[5])?;
-    Ok(CommitReceipt {
-        turn_id: req.turn_id.clone(),
-        version,
-        commit_hash: hash.to_string(),
-        replayed: false,
-    })
+    Ok(())
 }
 
 /// Committed turns in order: all of them, or the one named.

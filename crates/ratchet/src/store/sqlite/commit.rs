@@ -1,13 +1,19 @@
-//! The SQLite final commit: one immediate transaction, each stage passing
+//! The SQLite final commit: one immediate transaction that reads what
+//! [`commit_plan::decide`] needs and applies the plan's stages, each passing
 //! its fault point, so a failure anywhere rolls everything back.
 
 use super::rows::{exec, row};
 use super::schema::map_err;
 use super::{SqliteStore, clamp};
-use crate::model::Usage;
+use crate::model::{SessionId, Usage};
+use crate::store::commit_plan::{self, CommitReads, Decision, Stage};
 use crate::store::rules;
 use crate::store::{CommitReceipt, CommitRequest, StoreError, StoreResult};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+fn json<T: serde::Serialize>(v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Internal(e.to_string()))
+}
 
 impl SqliteStore {
     fn fault(&self, stage: &str) -> StoreResult<()> {
@@ -17,31 +23,116 @@ impl SqliteStore {
             .map_err(StoreError::Injected)
     }
 
-    pub(super) fn existing_receipt(
-        conn: &Connection,
-        req: &CommitRequest,
-        hash: &str,
-    ) -> StoreResult<Option<CommitReceipt>> {
-        let found: Option<(i64, String)> = row(
-            conn,
+    fn commit_reads(tx: &Transaction<'_>, req: &CommitRequest) -> StoreResult<CommitReads> {
+        let session = req.session_id.as_str();
+        let receipt = row(
+            tx,
             "SELECT version, commit_hash FROM turns WHERE session_id = ?1 AND turn_id = ?2",
-            params![req.session_id.as_str(), req.turn_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            params![session, req.turn_id],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)),
         )
         .optional()
         .map_err(map_err)?;
-        match found {
-            None => Ok(None),
-            Some((_, stored)) if stored != hash => Err(StoreError::CommitConflict {
-                turn_id: req.turn_id.clone(),
-            }),
-            Some((version, _)) => Ok(Some(CommitReceipt {
-                turn_id: req.turn_id.clone(),
-                version: version as u64,
-                commit_hash: hash.to_string(),
-                replayed: true,
-            })),
+        let head = row(
+            tx,
+            "SELECT version, usage FROM sessions WHERE id = ?1",
+            params![session],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)),
+        )
+        .optional()
+        .map_err(map_err)?
+        .map(|(v, usage)| {
+            Ok::<_, StoreError>((v, rules::decode::<Usage>("session usage", &usage)?))
+        })
+        .transpose()?;
+        Ok(CommitReads {
+            receipt,
+            lease: Self::lease_row(tx, &req.session_id)?,
+            head,
+        })
+    }
+
+    fn apply(tx: &Transaction<'_>, sid: &SessionId, stage: &Stage<'_>) -> StoreResult<()> {
+        let session = sid.as_str();
+        match stage {
+            Stage::Messages {
+                version,
+                turn_id,
+                messages,
+            } => {
+                for (ord, m) in messages.iter().enumerate() {
+                    exec(tx,
+                        "INSERT INTO messages (session_id, version, ord, turn_id, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![session, *version as i64, ord as i64, turn_id, json(m)?],
+                    )
+                    .map_err(map_err)?;
+                }
+            }
+            Stage::Inbox { completed } => {
+                for id in completed.iter() {
+                    let n = exec(
+                        tx,
+                        "UPDATE inbox SET state = 'completed' WHERE session_id = ?1 AND id = ?2",
+                        params![session, id],
+                    )
+                    .map_err(map_err)?;
+                    if n == 0 {
+                        return Err(StoreError::InvalidArgument(format!(
+                            "unknown inbox entry '{id}'"
+                        )));
+                    }
+                }
+            }
+            Stage::Events { events } => Self::insert_events(tx, sid, events)?,
+            Stage::Head {
+                version,
+                usage,
+                settings,
+            } => {
+                exec(
+                    tx,
+                    "UPDATE sessions SET version = ?2, usage = ?3 WHERE id = ?1",
+                    params![session, *version as i64, json(usage)?],
+                )
+                .map_err(map_err)?;
+                if let Some(settings) = settings {
+                    exec(
+                        tx,
+                        "UPDATE sessions SET settings = ?2 WHERE id = ?1",
+                        params![session, json(settings)?],
+                    )
+                    .map_err(map_err)?;
+                }
+            }
+            Stage::ReleaseLease { fence } => {
+                exec(
+                    tx,
+                    "UPDATE leases SET owner = NULL WHERE session_id = ?1 AND fence = ?2",
+                    params![session, *fence as i64],
+                )
+                .map_err(map_err)?;
+            }
+            Stage::Receipt { req, version, hash } => {
+                exec(
+                    tx,
+                    "INSERT INTO turns (session_id, turn_id, version, outcome, usage, commit_hash,
+                                        started_at_ms, finished_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![
+                        session,
+                        req.turn_id,
+                        *version as i64,
+                        json(&req.outcome)?,
+                        json(&req.usage)?,
+                        hash,
+                        clamp(req.started_at_ms),
+                        clamp(req.finished_at_ms)
+                    ],
+                )
+                .map_err(map_err)?;
+            }
         }
+        Ok(())
     }
 
     pub(super) fn commit_in(
@@ -50,111 +141,15 @@ impl SqliteStore {
         req: &CommitRequest,
         hash: &str,
     ) -> StoreResult<CommitReceipt> {
-        let session = req.session_id.as_str();
-        if let Some(receipt) = Self::existing_receipt(tx, req, hash)? {
-            return Ok(receipt);
+        let reads = Self::commit_reads(tx, req)?;
+        let plan = match commit_plan::decide(req, hash.to_string(), reads)? {
+            Decision::Replayed(receipt) => return Ok(receipt),
+            Decision::Apply(plan) => plan,
+        };
+        for stage in plan.stages() {
+            Self::apply(tx, &req.session_id, &stage)?;
+            self.fault(stage.fault_point())?;
         }
-        if !rules::lease_is_current(Self::lease_row(tx, &req.session_id)?.as_ref(), &req.lease) {
-            return Err(rules::lease_lost(&req.lease));
-        }
-        let (head, usage_json): (i64, String) = row(
-            tx,
-            "SELECT version, usage FROM sessions WHERE id = ?1",
-            params![session],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(map_err)?
-        .ok_or_else(|| StoreError::UnknownSession(session.to_string()))?;
-        if head as u64 != req.base_version {
-            return Err(StoreError::VersionConflict {
-                expected: req.base_version,
-                actual: head as u64,
-            });
-        }
-        let version = head as u64 + 1;
-        for (ord, m) in req.messages.iter().enumerate() {
-            let body = serde_json::to_string(m).map_err(|e| StoreError::Internal(e.to_string()))?;
-            exec(tx,
-                "INSERT INTO messages (session_id, version, ord, turn_id, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![session, version as i64, ord as i64, req.turn_id, body],
-            )
-            .map_err(map_err)?;
-        }
-        self.fault(rules::COMMIT_STAGES[0])?;
-        for id in &req.completed_entries {
-            let n = exec(
-                tx,
-                "UPDATE inbox SET state = 'completed' WHERE session_id = ?1 AND id = ?2",
-                params![session, id],
-            )
-            .map_err(map_err)?;
-            if n == 0 {
-                return Err(StoreError::InvalidArgument(format!(
-                    "unknown inbox entry '{id}'"
-                )));
-            }
-        }
-        self.fault(rules::COMMIT_STAGES[1])?;
-        Self::insert_events(tx, &req.session_id, &req.events)?;
-        self.fault(rules::COMMIT_STAGES[2])?;
-        let mut usage: Usage = rules::decode("session usage", &usage_json)?;
-        usage.add(&req.usage);
-        let usage_json =
-            serde_json::to_string(&usage).map_err(|e| StoreError::Internal(e.to_string()))?;
-        exec(
-            tx,
-            "UPDATE sessions SET version = ?2, usage = ?3 WHERE id = ?1",
-            params![session, version as i64, usage_json],
-        )
-        .map_err(map_err)?;
-        if let Some(settings) = &req.settings {
-            let json =
-                serde_json::to_string(settings).map_err(|e| StoreError::Internal(e.to_string()))?;
-            exec(
-                tx,
-                "UPDATE sessions SET settings = ?2 WHERE id = ?1",
-                params![session, json],
-            )
-            .map_err(map_err)?;
-        }
-        self.fault(rules::COMMIT_STAGES[3])?;
-        if !req.keep_lease {
-            exec(
-                tx,
-                "UPDATE leases SET owner = NULL WHERE session_id = ?1 AND fence = ?2",
-                params![session, req.lease.fence as i64],
-            )
-            .map_err(map_err)?;
-        }
-        self.fault(rules::COMMIT_STAGES[4])?;
-        let outcome =
-            serde_json::to_string(&req.outcome).map_err(|e| StoreError::Internal(e.to_string()))?;
-        let turn_usage =
-            serde_json::to_string(&req.usage).map_err(|e| StoreError::Internal(e.to_string()))?;
-        exec(
-            tx,
-            "INSERT INTO turns (session_id, turn_id, version, outcome, usage, commit_hash,
-                                started_at_ms, finished_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                session,
-                req.turn_id,
-                version as i64,
-                outcome,
-                turn_usage,
-                hash,
-                clamp(req.started_at_ms),
-                clamp(req.finished_at_ms)
-            ],
-        )
-        .map_err(map_err)?;
-        self.fault(rules::COMMIT_STAGES[5])?;
-        Ok(CommitReceipt {
-            turn_id: req.turn_id.clone(),
-            version,
-            commit_hash: hash.to_string(),
-            replayed: false,
-        })
+        Ok(plan.receipt())
     }
 }
