@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use ratchet::Agent;
 use ratchet::engine::Runtime;
 use ratchet::restate::{DEFAULT_OBJECT_NAME, check_object_name};
-use ratchet::store::SessionStore;
+use ratchet::store::prelude::*;
 use ratchet::tools::{ToolRegistry, builtin_registry};
 use serde::Deserialize;
 use std::collections::HashSet;

@@ -6,10 +6,9 @@ use ratchet::clock;
 use ratchet::engine::{EngineConfig, Runtime};
 use ratchet::llm::{DemoModel, ModelProvider, OpenAiClient, OpenAiConfig, ScriptedProvider};
 use ratchet::plugins::PluginSet;
+use ratchet::store::prelude::*;
 use ratchet::store::rules::StoreOptions;
-use ratchet::store::{
-    MemoryStore, PostgresStore, SessionStore, SqliteStore, SqliteSync, redact_postgres_url,
-};
+use ratchet::store::{MemoryStore, PostgresStore, SqliteStore, SqliteSync, redact_postgres_url};
 use ratchet::tools::{ToolRegistry, builtin_registry};
 use std::path::Path;
 use std::sync::Arc;

@@ -2,7 +2,8 @@
 //! file, and a real process killed at a fault point then resumed.
 
 use ratchet::model::SessionId;
-use ratchet::store::{SessionStore, SqliteStore};
+use ratchet::store::SqliteStore;
+use ratchet::store::prelude::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};

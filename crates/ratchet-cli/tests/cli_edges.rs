@@ -4,7 +4,8 @@
 //! committed.
 
 use ratchet::model::{SessionId, TurnInput};
-use ratchet::store::{InboxPayload, InboxState, NewInboxEntry, SessionStore, SqliteStore};
+use ratchet::store::prelude::*;
+use ratchet::store::{InboxPayload, InboxState, NewInboxEntry, SqliteStore};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Stdio};

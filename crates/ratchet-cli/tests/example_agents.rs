@@ -8,7 +8,8 @@
 mod support;
 
 use ratchet::model::SessionId;
-use ratchet::store::{SessionStore, SqliteStore};
+use ratchet::store::SqliteStore;
+use ratchet::store::prelude::*;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

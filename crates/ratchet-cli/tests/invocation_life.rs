@@ -8,7 +8,8 @@
 mod support;
 
 use ratchet::model::{Message, Role, TurnInput};
-use ratchet::store::{ClaimTarget, CommitRequest, InboxPayload, NewInboxEntry, SessionStore};
+use ratchet::store::prelude::*;
+use ratchet::store::{ClaimTarget, CommitRequest, InboxPayload, NewInboxEntry};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use support::restate::e2e_lock;

@@ -8,7 +8,8 @@
 mod support;
 
 use ratchet::model::SessionId;
-use ratchet::store::{PostgresStore, SessionStore, rules::StoreOptions};
+use ratchet::store::prelude::*;
+use ratchet::store::{PostgresStore, rules::StoreOptions};
 use ratchet_testkit::harness::PostgresServer;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

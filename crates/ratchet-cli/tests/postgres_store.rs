@@ -5,10 +5,9 @@
 mod support;
 
 use ratchet::model::{SessionId, TurnInput};
+use ratchet::store::prelude::*;
 use ratchet::store::rules::StoreOptions;
-use ratchet::store::{
-    ClaimTarget, InboxPayload, NewInboxEntry, PostgresStore, SessionStore, StoreError,
-};
+use ratchet::store::{ClaimTarget, InboxPayload, NewInboxEntry, PostgresStore, StoreError};
 use ratchet_testkit::harness::PostgresServer;
 use std::time::Duration;
 

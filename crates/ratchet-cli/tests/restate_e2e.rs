@@ -4,7 +4,8 @@
 mod support;
 
 use ratchet::model::SessionId;
-use ratchet::store::{SessionStore, SqliteStore};
+use ratchet::store::SqliteStore;
+use ratchet::store::prelude::*;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};

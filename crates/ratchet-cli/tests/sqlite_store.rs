@@ -2,8 +2,9 @@
 //! that are not ours without touching them.
 
 use ratchet::model::{SessionId, TurnInput};
+use ratchet::store::prelude::*;
 use ratchet::store::{
-    ClaimTarget, InboxPayload, NewInboxEntry, SQLITE_SCHEMA_VERSION, SessionStore, SqliteStore,
+    ClaimTarget, InboxPayload, NewInboxEntry, SQLITE_SCHEMA_VERSION, SqliteStore,
 };
 
 fn sid(s: &str) -> SessionId {

@@ -5,8 +5,9 @@ pub mod restate;
 pub mod rig;
 
 use async_trait::async_trait;
+use ratchet::store::prelude::*;
 use ratchet::store::rules::StoreOptions;
-use ratchet::store::{MemoryStore, SessionStore, SqliteStore};
+use ratchet::store::{MemoryStore, SqliteStore};
 use ratchet_testkit::conformance::StoreFactory;
 use std::sync::Arc;
 

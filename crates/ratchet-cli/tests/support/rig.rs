@@ -3,7 +3,8 @@
 
 use super::restate::{RestateServer, Service, ratchet_bin};
 use ratchet::model::SessionId;
-use ratchet::store::{SessionStore, SqliteStore};
+use ratchet::store::SqliteStore;
+use ratchet::store::prelude::*;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 

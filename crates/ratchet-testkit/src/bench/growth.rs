@@ -6,9 +6,8 @@ use super::stats::{Percentiles, percentiles, round};
 use super::{Ingress, err};
 use crate::harness::{HarnessResult, RestateServer};
 use ratchet::model::{Message, Role, SessionId, TurnFinish, TurnInput, TurnOutcome, Usage};
-use ratchet::store::{
-    ClaimTarget, CommitRequest, InboxPayload, NewInboxEntry, SessionStore, SqliteStore,
-};
+use ratchet::store::prelude::*;
+use ratchet::store::{ClaimTarget, CommitRequest, InboxPayload, NewInboxEntry, SqliteStore};
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant};

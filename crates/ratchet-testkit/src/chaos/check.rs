@@ -5,7 +5,7 @@
 
 use ratchet::journal::StepName;
 use ratchet::model::SessionId;
-use ratchet::store::SessionStore;
+use ratchet::store::prelude::*;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 

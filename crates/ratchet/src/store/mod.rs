@@ -31,6 +31,14 @@ pub use sqlite::{
 };
 pub use types::*;
 
+/// Every store trait, for callers that use a store through `dyn SessionStore`.
+pub mod prelude {
+    pub use super::{
+        CheckpointStore, CommitStore, EffectLedger, EventStore, HistoryStore, InboxStore,
+        LeaseStore, NoteStore, SessionStore,
+    };
+}
+
 use crate::model::{SessionEvent, SessionId, StoredEvent};
 use async_trait::async_trait;
 
@@ -44,15 +52,9 @@ pub enum DurabilityTier {
     Durable,
 }
 
-/// Everything the runtime keeps about sessions.
+/// A session's committed history: its head, messages and turns.
 #[async_trait]
-pub trait SessionStore: Send + Sync {
-    /// Whether this store survives the process.
-    fn durability_tier(&self) -> DurabilityTier;
-
-    /// A short name for messages (`memory`, `sqlite`, `postgres`).
-    fn backend_name(&self) -> &'static str;
-
+pub trait HistoryStore: Send + Sync {
     /// The session's head; `UnknownSession` if it was never created.
     async fn head(&self, session: &SessionId) -> StoreResult<SessionHead>;
 
@@ -82,7 +84,11 @@ pub trait SessionStore: Send + Sync {
         session: &SessionId,
         turn_id: &str,
     ) -> StoreResult<Option<CommittedTurn>>;
+}
 
+/// The session execution lease: who may run the session's turns now.
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
     /// Takes the session's execution lease (creating the session if new).
     /// The same owner re-acquiring keeps its fence; a new owner gets a
     /// higher fence once the lease expired or was released, or at once when
@@ -105,7 +111,11 @@ pub trait SessionStore: Send + Sync {
 
     /// The current lease row, if any owner holds one (expired or not).
     async fn current_lease(&self, session: &SessionId) -> StoreResult<Option<Lease>>;
+}
 
+/// The inbox: inputs and session commands, FIFO per session.
+#[async_trait]
+pub trait InboxStore: Send + Sync {
     /// Adds an input or command to the inbox (creating the session if new).
     /// Idempotent by entry id: a known id with the same payload returns the
     /// original entry (in whatever state it is); with another payload it is
@@ -119,6 +129,100 @@ pub trait SessionStore: Send + Sync {
     /// fence is taken again and reported orphaned. Claims already held under
     /// this fence are returned again, so a retried claim is idempotent.
     async fn claim(&self, lease: &Lease, target: ClaimTarget) -> StoreResult<Option<Claim>>;
+
+    /// Returns every entry claimed under `fence` to pending.
+    async fn abandon_claims(&self, session: &SessionId, fence: u64) -> StoreResult<u64>;
+
+    /// Entries not yet completed (pending or claimed), in FIFO order.
+    async fn inbox(&self, session: &SessionId) -> StoreResult<Vec<InboxEntry>>;
+
+    /// The first `limit` entries of [`SessionStore::inbox`] and how many
+    /// there are, at a cost that does not grow with the backlog's payloads.
+    async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage>;
+}
+
+/// The final commit of a turn, in one transaction.
+#[async_trait]
+pub trait CommitStore: Send + Sync {
+    /// The final commit, in one transaction. See [`CommitRequest`].
+    async fn commit(&self, request: &CommitRequest) -> StoreResult<CommitReceipt>;
+}
+
+/// The per-session, append-only event log.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends events; ids already present are ignored.
+    async fn append_events(&self, session: &SessionId, events: &[SessionEvent]) -> StoreResult<()>;
+
+    /// Events after `cursor` (0 for all), at most `limit`.
+    async fn events_after(
+        &self,
+        session: &SessionId,
+        cursor: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<StoredEvent>>;
+}
+
+/// Inline-tier step records (absent under the durable tier).
+#[async_trait]
+pub trait CheckpointStore: Send + Sync {
+    /// Records an inline-tier step; a record for the same step is kept as is.
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()>;
+
+    /// A turn's checkpoints, in step order.
+    async fn checkpoints(&self, session: &SessionId, turn_id: &str)
+    -> StoreResult<Vec<Checkpoint>>;
+
+    /// Turns with checkpoints but no commit: inline turns a crash cut short.
+    async fn unfinished_turns(&self, session: &SessionId) -> StoreResult<Vec<String>>;
+
+    /// Counts every checkpoint row in the store.
+    async fn checkpoint_count(&self) -> StoreResult<u64>;
+}
+
+/// Keyed notes that tools write (see `tools::SessionNotes`).
+#[async_trait]
+pub trait NoteStore: Send + Sync {
+    /// Stores a note once per key; returns whether it was new.
+    async fn put_note(&self, session: &SessionId, key: &str, text: &str) -> StoreResult<bool>;
+
+    /// The session's notes, in the order written.
+    async fn notes(&self, session: &SessionId) -> StoreResult<Vec<Note>>;
+}
+
+/// The effect ledger: how often each model and tool call body ran (failure testing; written only when `EngineConfig::effect_ledger` is on).
+#[async_trait]
+pub trait EffectLedger: Send + Sync {
+    /// Counts one execution of an effect (a model or tool call body), outside
+    /// any commit: the ledger that proves each effect ran once.
+    async fn count_effect(&self, session: &SessionId, key: &str) -> StoreResult<u64>;
+
+    /// Executions per effect key.
+    async fn effect_counts(
+        &self,
+        session: &SessionId,
+    ) -> StoreResult<std::collections::BTreeMap<String, u64>>;
+}
+
+/// Everything the runtime keeps about sessions: every capability, in one
+/// trait object the runtime holds. A backend implements each capability
+/// trait and this one. Callers that need one capability take just that trait.
+#[async_trait]
+pub trait SessionStore:
+    HistoryStore
+    + LeaseStore
+    + InboxStore
+    + CommitStore
+    + EventStore
+    + CheckpointStore
+    + NoteStore
+    + EffectLedger
+{
+    /// Whether this store survives the process.
+    fn durability_tier(&self) -> DurabilityTier;
+
+    /// A short name for messages (`memory`, `sqlite`, `postgres`).
+    fn backend_name(&self) -> &'static str;
 
     /// Starts a turn: enqueues `enqueue` (idempotently) if given, takes the
     /// lease as `owner`, claims `target` and reads the head. Backends may do
@@ -150,57 +254,4 @@ pub trait SessionStore: Send + Sync {
             next_live,
         })
     }
-
-    /// Returns every entry claimed under `fence` to pending.
-    async fn abandon_claims(&self, session: &SessionId, fence: u64) -> StoreResult<u64>;
-
-    /// Entries not yet completed (pending or claimed), in FIFO order.
-    async fn inbox(&self, session: &SessionId) -> StoreResult<Vec<InboxEntry>>;
-
-    /// The first `limit` entries of [`SessionStore::inbox`] and how many
-    /// there are, at a cost that does not grow with the backlog's payloads.
-    async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage>;
-
-    /// The final commit, in one transaction. See [`CommitRequest`].
-    async fn commit(&self, request: &CommitRequest) -> StoreResult<CommitReceipt>;
-
-    /// Appends events; ids already present are ignored.
-    async fn append_events(&self, session: &SessionId, events: &[SessionEvent]) -> StoreResult<()>;
-
-    /// Events after `cursor` (0 for all), at most `limit`.
-    async fn events_after(
-        &self,
-        session: &SessionId,
-        cursor: u64,
-        limit: usize,
-    ) -> StoreResult<Vec<StoredEvent>>;
-
-    /// Records an inline-tier step; a record for the same step is kept as is.
-    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()>;
-
-    /// A turn's checkpoints, in step order.
-    async fn checkpoints(&self, session: &SessionId, turn_id: &str)
-    -> StoreResult<Vec<Checkpoint>>;
-
-    /// Turns with checkpoints but no commit: inline turns a crash cut short.
-    async fn unfinished_turns(&self, session: &SessionId) -> StoreResult<Vec<String>>;
-
-    /// Counts every checkpoint row in the store.
-    async fn checkpoint_count(&self) -> StoreResult<u64>;
-
-    /// Stores a note once per key; returns whether it was new.
-    async fn put_note(&self, session: &SessionId, key: &str, text: &str) -> StoreResult<bool>;
-
-    /// The session's notes, in the order written.
-    async fn notes(&self, session: &SessionId) -> StoreResult<Vec<Note>>;
-
-    /// Counts one execution of an effect (a model or tool call body), outside
-    /// any commit: the ledger that proves each effect ran once.
-    async fn count_effect(&self, session: &SessionId, key: &str) -> StoreResult<u64>;
-
-    /// Executions per effect key.
-    async fn effect_counts(
-        &self,
-        session: &SessionId,
-    ) -> StoreResult<std::collections::BTreeMap<String, u64>>;
 }

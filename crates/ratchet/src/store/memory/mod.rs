@@ -60,15 +60,7 @@ impl Default for MemoryStore {
 }
 
 #[async_trait]
-impl SessionStore for MemoryStore {
-    fn durability_tier(&self) -> DurabilityTier {
-        DurabilityTier::Ephemeral
-    }
-
-    fn backend_name(&self) -> &'static str {
-        "memory"
-    }
-
+impl HistoryStore for MemoryStore {
     async fn head(&self, session: &SessionId) -> StoreResult<SessionHead> {
         self.with_session(session, |s| {
             Ok(SessionHead {
@@ -117,11 +109,10 @@ impl SessionStore for MemoryStore {
     ) -> StoreResult<Option<CommittedTurn>> {
         self.with_session(session, |s| Ok(s.committed(turn_id)))
     }
+}
 
-    async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage> {
-        self.with_session(session, |s| Ok(s.page(limit)))
-    }
-
+#[async_trait]
+impl LeaseStore for MemoryStore {
     async fn acquire_lease(
         &self,
         session: &SessionId,
@@ -187,6 +178,13 @@ impl SessionStore for MemoryStore {
                 })
             }))
         })
+    }
+}
+
+#[async_trait]
+impl InboxStore for MemoryStore {
+    async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage> {
+        self.with_session(session, |s| Ok(s.page(limit)))
     }
 
     async fn enqueue(&self, session: &SessionId, entry: NewInboxEntry) -> StoreResult<Enqueued> {
@@ -268,7 +266,10 @@ impl SessionStore for MemoryStore {
                 .collect())
         })
     }
+}
 
+#[async_trait]
+impl CommitStore for MemoryStore {
     async fn commit(&self, req: &CommitRequest) -> StoreResult<CommitReceipt> {
         rules::validate_commit(req, self.options.max_payload_bytes)?;
         let hash = rules::commit_hash(req)?;
@@ -300,7 +301,10 @@ impl SessionStore for MemoryStore {
             Ok(plan.receipt())
         })
     }
+}
 
+#[async_trait]
+impl EventStore for MemoryStore {
     async fn append_events(&self, session: &SessionId, events: &[SessionEvent]) -> StoreResult<()> {
         for e in events {
             rules::check_id("event id", &e.id)?;
@@ -327,7 +331,10 @@ impl SessionStore for MemoryStore {
                 .collect())
         })
     }
+}
 
+#[async_trait]
+impl CheckpointStore for MemoryStore {
     async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()> {
         rules::check_id("turn id", &checkpoint.turn_id)?;
         rules::check_id("step name", &checkpoint.step)?;
@@ -382,7 +389,10 @@ impl SessionStore for MemoryStore {
         let all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         Ok(all.values().map(|s| s.checkpoints.len() as u64).sum())
     }
+}
 
+#[async_trait]
+impl NoteStore for MemoryStore {
     async fn put_note(&self, session: &SessionId, key: &str, text: &str) -> StoreResult<bool> {
         rules::check_id("note key", key)?;
         rules::encode_limited("note", &text, self.options.max_payload_bytes)?;
@@ -401,7 +411,10 @@ impl SessionStore for MemoryStore {
     async fn notes(&self, session: &SessionId) -> StoreResult<Vec<Note>> {
         self.with_session(session, |s| Ok(s.notes.clone()))
     }
+}
 
+#[async_trait]
+impl EffectLedger for MemoryStore {
     async fn count_effect(&self, session: &SessionId, key: &str) -> StoreResult<u64> {
         rules::check_id("effect key", key)?;
         self.with_session_or_new(session, |s| {
@@ -413,5 +426,16 @@ impl SessionStore for MemoryStore {
 
     async fn effect_counts(&self, session: &SessionId) -> StoreResult<BTreeMap<String, u64>> {
         self.with_session(session, |s| Ok(s.effects.clone()))
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    fn durability_tier(&self) -> DurabilityTier {
+        DurabilityTier::Ephemeral
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "memory"
     }
 }

@@ -78,15 +78,7 @@ fn int(n: u64) -> i64 {
 }
 
 #[async_trait]
-impl SessionStore for PostgresStore {
-    fn durability_tier(&self) -> DurabilityTier {
-        DurabilityTier::Durable
-    }
-
-    fn backend_name(&self) -> &'static str {
-        "postgres"
-    }
-
+impl HistoryStore for PostgresStore {
     async fn head(&self, session: &SessionId) -> StoreResult<SessionHead> {
         let c = self.client().await?;
         ops::head(&c, session).await
@@ -149,13 +141,10 @@ impl SessionStore for PostgresStore {
         ops::require_session(&c, session).await?;
         ops::committed_turn(&c, session, turn_id).await
     }
+}
 
-    async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage> {
-        let c = self.client().await?;
-        ops::require_session(&c, session).await?;
-        ops::inbox_page(&c, session, limit).await
-    }
-
+#[async_trait]
+impl LeaseStore for PostgresStore {
     async fn acquire_lease(
         &self,
         session: &SessionId,
@@ -239,6 +228,15 @@ impl SessionStore for PostgresStore {
             expires_at_ms: r.get::<_, i64>(2) as u64,
         }))
     }
+}
+
+#[async_trait]
+impl InboxStore for PostgresStore {
+    async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        ops::inbox_page(&c, session, limit).await
+    }
 
     async fn enqueue(&self, session: &SessionId, entry: NewInboxEntry) -> StoreResult<Enqueued> {
         rules::check_id("inbox entry id", &entry.id)?;
@@ -296,7 +294,10 @@ impl SessionStore for PostgresStore {
         ops::require_session(&c, session).await?;
         ops::live_entries(&c, session).await
     }
+}
 
+#[async_trait]
+impl CommitStore for PostgresStore {
     async fn commit(&self, req: &CommitRequest) -> StoreResult<CommitReceipt> {
         rules::validate_commit(req, self.options.max_payload_bytes)?;
         let hash = rules::commit_hash(req)?;
@@ -306,7 +307,10 @@ impl SessionStore for PostgresStore {
         tx.commit().await.map_err(map_err)?;
         Ok(receipt)
     }
+}
 
+#[async_trait]
+impl EventStore for PostgresStore {
     async fn append_events(&self, session: &SessionId, events: &[SessionEvent]) -> StoreResult<()> {
         for e in events {
             rules::check_id("event id", &e.id)?;
@@ -343,7 +347,10 @@ impl SessionStore for PostgresStore {
             })
             .collect()
     }
+}
 
+#[async_trait]
+impl CheckpointStore for PostgresStore {
     async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()> {
         rules::check_id("turn id", &checkpoint.turn_id)?;
         rules::check_id("step name", &checkpoint.step)?;
@@ -420,7 +427,10 @@ impl SessionStore for PostgresStore {
             .map_err(map_err)?;
         Ok(row.get::<_, i64>(0) as u64)
     }
+}
 
+#[async_trait]
+impl NoteStore for PostgresStore {
     async fn put_note(&self, session: &SessionId, key: &str, text: &str) -> StoreResult<bool> {
         rules::check_id("note key", key)?;
         rules::encode_limited("note", &text, self.options.max_payload_bytes)?;
@@ -459,7 +469,10 @@ impl SessionStore for PostgresStore {
             })
             .collect())
     }
+}
 
+#[async_trait]
+impl EffectLedger for PostgresStore {
     async fn count_effect(&self, session: &SessionId, key: &str) -> StoreResult<u64> {
         rules::check_id("effect key", key)?;
         let mut c = self.client().await?;
@@ -491,5 +504,16 @@ impl SessionStore for PostgresStore {
             .iter()
             .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
             .collect())
+    }
+}
+
+#[async_trait]
+impl SessionStore for PostgresStore {
+    fn durability_tier(&self) -> DurabilityTier {
+        DurabilityTier::Durable
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "postgres"
     }
 }

@@ -83,15 +83,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl SessionStore for SqliteStore {
-    fn durability_tier(&self) -> DurabilityTier {
-        DurabilityTier::Durable
-    }
-
-    fn backend_name(&self) -> &'static str {
-        "sqlite"
-    }
-
+impl HistoryStore for SqliteStore {
     async fn head(&self, session: &SessionId) -> StoreResult<SessionHead> {
         self.read(|c| Self::head_in(c, session))
     }
@@ -159,11 +151,10 @@ impl SessionStore for SqliteStore {
     ) -> StoreResult<Option<CommittedTurn>> {
         self.read(|c| Self::committed_turn_in(c, session, turn_id))
     }
+}
 
-    async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage> {
-        self.read(|c| Self::inbox_page_in(c, session, limit))
-    }
-
+#[async_trait]
+impl LeaseStore for SqliteStore {
     async fn acquire_lease(
         &self,
         session: &SessionId,
@@ -223,6 +214,13 @@ impl SessionStore for SqliteStore {
             }))
         })
     }
+}
+
+#[async_trait]
+impl InboxStore for SqliteStore {
+    async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage> {
+        self.read(|c| Self::inbox_page_in(c, session, limit))
+    }
 
     async fn enqueue(&self, session: &SessionId, entry: NewInboxEntry) -> StoreResult<Enqueued> {
         rules::check_id("inbox entry id", &entry.id)?;
@@ -236,52 +234,6 @@ impl SessionStore for SqliteStore {
 
     async fn claim(&self, lease: &Lease, target: ClaimTarget) -> StoreResult<Option<Claim>> {
         self.write(|tx| Self::claim_in(tx, lease, &target))
-    }
-
-    async fn start_turn(
-        &self,
-        session: &SessionId,
-        owner: &str,
-        ttl_ms: u64,
-        enqueue: Option<NewInboxEntry>,
-        target: ClaimTarget,
-    ) -> StoreResult<TurnStart> {
-        let payload = match &enqueue {
-            Some(entry) => {
-                rules::check_id("inbox entry id", &entry.id)?;
-                Some(rules::encode_limited(
-                    "inbox entry",
-                    &entry.payload,
-                    self.options.max_payload_bytes,
-                )?)
-            }
-            None => None,
-        };
-        let now = self.options.clock.now_ms();
-        // One write transaction instead of four: the first step of every
-        // turn pays for one commit.
-        self.write(|tx| {
-            let enqueued = match (&enqueue, &payload) {
-                (Some(entry), Some(payload)) => {
-                    Some(Self::enqueue_in(tx, session, entry, payload)?)
-                }
-                _ => None,
-            };
-            let lease = Self::acquire_in(tx, session, owner, ttl_ms, now)?;
-            let claim = Self::claim_in(tx, &lease, &target)?;
-            let head = Self::head_in(tx, session)?;
-            let next_live = match claim {
-                Some(_) => None,
-                None => rules::next_live_input(&Self::live_entries(tx, session)?),
-            };
-            Ok(TurnStart {
-                lease,
-                claim,
-                head,
-                enqueued,
-                next_live,
-            })
-        })
     }
 
     async fn abandon_claims(&self, session: &SessionId, fence: u64) -> StoreResult<u64> {
@@ -304,13 +256,19 @@ impl SessionStore for SqliteStore {
             Self::live_entries(c, session)
         })
     }
+}
 
+#[async_trait]
+impl CommitStore for SqliteStore {
     async fn commit(&self, req: &CommitRequest) -> StoreResult<CommitReceipt> {
         rules::validate_commit(req, self.options.max_payload_bytes)?;
         let hash = rules::commit_hash(req)?;
         self.write(|tx| self.commit_in(tx, req, &hash))
     }
+}
 
+#[async_trait]
+impl EventStore for SqliteStore {
     async fn append_events(&self, session: &SessionId, events: &[SessionEvent]) -> StoreResult<()> {
         for e in events {
             rules::check_id("event id", &e.id)?;
@@ -344,7 +302,10 @@ impl SessionStore for SqliteStore {
             )
         })
     }
+}
 
+#[async_trait]
+impl CheckpointStore for SqliteStore {
     async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> StoreResult<()> {
         rules::check_id("turn id", &checkpoint.turn_id)?;
         rules::check_id("step name", &checkpoint.step)?;
@@ -420,7 +381,10 @@ impl SessionStore for SqliteStore {
             .map_err(map_err)
         })
     }
+}
 
+#[async_trait]
+impl NoteStore for SqliteStore {
     async fn put_note(&self, session: &SessionId, key: &str, text: &str) -> StoreResult<bool> {
         rules::check_id("note key", key)?;
         rules::encode_limited("note", &text, self.options.max_payload_bytes)?;
@@ -453,7 +417,10 @@ impl SessionStore for SqliteStore {
             )
         })
     }
+}
 
+#[async_trait]
+impl EffectLedger for SqliteStore {
     async fn count_effect(&self, session: &SessionId, key: &str) -> StoreResult<u64> {
         rules::check_id("effect key", key)?;
         self.write(|tx| {
@@ -484,6 +451,63 @@ impl SessionStore for SqliteStore {
                 |r| Ok((col::<String>(r, 0)?, col::<i64>(r, 1)? as u64)),
             )?;
             Ok(pairs.into_iter().collect())
+        })
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    fn durability_tier(&self) -> DurabilityTier {
+        DurabilityTier::Durable
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn start_turn(
+        &self,
+        session: &SessionId,
+        owner: &str,
+        ttl_ms: u64,
+        enqueue: Option<NewInboxEntry>,
+        target: ClaimTarget,
+    ) -> StoreResult<TurnStart> {
+        let payload = match &enqueue {
+            Some(entry) => {
+                rules::check_id("inbox entry id", &entry.id)?;
+                Some(rules::encode_limited(
+                    "inbox entry",
+                    &entry.payload,
+                    self.options.max_payload_bytes,
+                )?)
+            }
+            None => None,
+        };
+        let now = self.options.clock.now_ms();
+        // One write transaction instead of four: the first step of every
+        // turn pays for one commit.
+        self.write(|tx| {
+            let enqueued = match (&enqueue, &payload) {
+                (Some(entry), Some(payload)) => {
+                    Some(Self::enqueue_in(tx, session, entry, payload)?)
+                }
+                _ => None,
+            };
+            let lease = Self::acquire_in(tx, session, owner, ttl_ms, now)?;
+            let claim = Self::claim_in(tx, &lease, &target)?;
+            let head = Self::head_in(tx, session)?;
+            let next_live = match claim {
+                Some(_) => None,
+                None => rules::next_live_input(&Self::live_entries(tx, session)?),
+            };
+            Ok(TurnStart {
+                lease,
+                claim,
+                head,
+                enqueued,
+                next_live,
+            })
         })
     }
 }
