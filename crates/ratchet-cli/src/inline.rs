@@ -117,6 +117,12 @@ pub async fn dispatch(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::View { store, session: s } => {
+            let st = setup::open_store(&store).await?;
+            let view = ratchet::engine::view_of(st.as_ref(), &session(&s)?).await?;
+            println!("{}", serde_json::to_string(&view)?);
+            Ok(())
+        }
         Command::History {
             store,
             session: s,

@@ -173,6 +173,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the session's view as JSON: head, the latest messages and the
+    /// first pending inputs with their total (what the `view` handler answers).
+    View {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The session.
+        #[arg(long)]
+        session: String,
+    },
     /// Print the session's committed history.
     History {
         #[command(flatten)]

@@ -183,6 +183,14 @@ fn configure_sets_the_system_prompt_of_the_next_turn() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "a command is required");
+    let o = ratchet(dir.path(), &["view", "--session", "s"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let view: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(view["head"]["version"], 1);
+    assert_eq!(view["head"]["settings"]["system_prompt"], "Be brief.");
+    assert_eq!(view["pending_total"], 0);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let head = db(dir.path()).head(&sid()).await.unwrap();

@@ -24,6 +24,24 @@ pub mod store;
 pub mod tools;
 
 pub use agent::{Agent, AgentError};
+
+/// Serves `endpoint` on `addr` (TCP_NODELAY on every connection) until
+/// SIGTERM or Ctrl-C, then shuts down gracefully: in-flight handlers get
+/// 30 s to finish. For other shutdown signals or deadlines, use
+/// [`restate::serve`].
+pub async fn serve(
+    endpoint: restate_sdk::endpoint::Endpoint,
+    addr: impl tokio::net::ToSocketAddrs,
+) -> std::io::Result<restate::ShutdownReport> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    Ok(restate::serve(
+        endpoint,
+        listener,
+        restate::termination(),
+        std::time::Duration::from_secs(30),
+    )
+    .await)
+}
 pub use error_code::ErrorCode;
 /// The Restate SDK this build speaks, for binding agents beside a team's
 /// own services.

@@ -19,10 +19,12 @@ pub mod finalize;
 pub mod inline;
 pub mod prepare;
 pub mod service;
+pub mod view;
 
 pub use admission::{Admitted, admit, admit_command};
 pub use driver::{RunMode, run_turn};
 pub use service::{NextInput, SessionReads, Sessions, StoreReads};
+pub use view::{SessionView, view_of};
 
 use crate::ErrorCode;
 use crate::clock::SharedClock;

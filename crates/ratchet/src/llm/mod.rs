@@ -3,10 +3,12 @@
 //! model, and an OpenAI-compatible Chat Completions client.
 
 mod demo;
+#[cfg(feature = "openai")]
 mod openai;
 mod scripted;
 
 pub use demo::DemoModel;
+#[cfg(feature = "openai")]
 pub use openai::{OpenAiClient, OpenAiConfig};
 pub use scripted::{
     Script, ScriptEntry, ScriptError, ScriptFailure, ScriptSwitchFrame, ScriptToolCall,

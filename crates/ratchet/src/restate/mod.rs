@@ -10,8 +10,8 @@ mod options;
 pub mod schemas;
 mod serve;
 mod session;
-mod view;
 
+pub use crate::engine::SessionView;
 pub use journal::RestateJournal;
 pub use options::{DurableOptions, OnMaxAttempts};
 pub use serve::{ShutdownReport, serve, termination};
@@ -19,4 +19,3 @@ pub use session::{
     CancelReply, ConfigureBody, ConfigureReply, DEFAULT_OBJECT_NAME, Session, SubmitReply,
     TurnBody, check_object_name, store_session_id,
 };
-pub use view::SessionView;

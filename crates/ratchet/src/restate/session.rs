@@ -8,13 +8,13 @@
 
 use super::RestateJournal;
 use super::options::DurableOptions;
-use super::view::{SessionView, view_of};
 use crate::ErrorCode;
 use crate::engine::service::{read_committed, read_next_input};
 use crate::engine::{
     CancelToken, EngineError, NextInput, Runtime, SessionReads, Sessions, TurnResult, admit,
     admit_command,
 };
+use crate::engine::{SessionView, view_of};
 use crate::model::{SessionCommand, SessionId, TurnId, TurnInput};
 use crate::store::{DurabilityTier, InboxPayload, NewInboxEntry, StoreError};
 use async_trait::async_trait;

@@ -136,7 +136,7 @@ pub trait InboxStore: Send + Sync {
     /// Entries not yet completed (pending or claimed), in FIFO order.
     async fn inbox(&self, session: &SessionId) -> StoreResult<Vec<InboxEntry>>;
 
-    /// The first `limit` entries of [`SessionStore::inbox`] and how many
+    /// The first `limit` entries of [`InboxStore::inbox`] and how many
     /// there are, at a cost that does not grow with the backlog's payloads.
     async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage>;
 }

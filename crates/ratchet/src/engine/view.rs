@@ -1,5 +1,5 @@
-//! The `view` handler's reply: one page of a session, whatever its history
-//! or backlog. Recent messages come from the store's tail read, live inputs
+//! A session's view, for both tiers (the `view` handler, `ratchet view`):
+//! one page of a session, whatever its history or backlog. Recent messages come from the store's tail read, live inputs
 //! are paged with their total count, and the reply is capped in bytes so it
 //! always fits Restate's message limit.
 
