@@ -23,6 +23,17 @@ pub struct Admitted {
     pub input: TurnInput,
 }
 
+impl Admitted {
+    /// The inbox entry that carries the input under its turn id.
+    pub fn into_entry(self) -> NewInboxEntry {
+        NewInboxEntry {
+            id: self.input_id,
+            turn_id: Some(self.turn_id.to_string()),
+            payload: InboxPayload::Input(self.input),
+        }
+    }
+}
+
 fn invalid(message: String) -> EngineError {
     EngineError::InvalidInput {
         code: ErrorCode::InvalidInput,

@@ -11,7 +11,7 @@ use crate::journal::{
     StepRecord,
 };
 use crate::model::{SessionId, TurnId, TurnInput};
-use crate::store::{Enqueued, InboxPayload, NewInboxEntry, StoreError};
+use crate::store::{Enqueued, StoreError};
 use std::sync::Arc;
 
 /// Runs turns in-process as one lease owner.
@@ -75,19 +75,8 @@ impl InlineRunner {
         session: &SessionId,
         input: TurnInput,
     ) -> Result<Enqueued, EngineError> {
-        let admitted = self.admit(input)?;
-        Ok(self
-            .rt
-            .store
-            .enqueue(
-                session,
-                NewInboxEntry {
-                    id: admitted.input_id,
-                    turn_id: Some(admitted.turn_id.to_string()),
-                    payload: InboxPayload::Input(admitted.input),
-                },
-            )
-            .await?)
+        let entry = self.admit(input)?.into_entry();
+        Ok(self.rt.store.enqueue(session, entry).await?)
     }
 
     /// Queues a session command; it applies when the next input is

@@ -11,12 +11,12 @@ use super::options::DurableOptions;
 use crate::ErrorCode;
 use crate::engine::service::{read_committed, read_next_input};
 use crate::engine::{
-    CancelToken, EngineError, NextInput, Runtime, SessionReads, Sessions, TurnResult, admit,
-    admit_command,
+    Admitted, CancelToken, EngineError, NextInput, Runtime, SessionReads, Sessions, TurnResult,
+    admit, admit_command,
 };
 use crate::engine::{SessionView, view_of};
 use crate::model::{SessionCommand, SessionId, TurnId, TurnInput};
-use crate::store::{DurabilityTier, InboxPayload, NewInboxEntry, StoreError};
+use crate::store::{DurabilityTier, StoreError};
 use async_trait::async_trait;
 use restate_sdk::prelude::*;
 use schemars::JsonSchema;
@@ -208,6 +208,12 @@ struct RestateReads<'a> {
     rt: &'a Runtime,
 }
 
+impl<'a> RestateReads<'a> {
+    fn new(ctx: &'a ObjectContext<'a>, rt: &'a Runtime) -> Self {
+        RestateReads { ctx, rt }
+    }
+}
+
 #[async_trait]
 impl SessionReads for RestateReads<'_> {
     async fn next_input(&self, session: &SessionId) -> Result<Option<NextInput>, EngineError> {
@@ -315,6 +321,22 @@ impl Session {
         }
     }
 
+    /// Admits an input for this object's key `key`, refusing it (400/413,
+    /// nothing stored) when it could never run; `derived` is its input id
+    /// when it has none.
+    fn admit_at(
+        &self,
+        key: &str,
+        input: TurnInput,
+        derived: String,
+    ) -> Result<(SessionId, Admitted), HandlerError> {
+        self.require_durable()?;
+        let sid = self.session_of(key)?;
+        let admitted =
+            admit(input, self.rt.config.max_input_bytes, || derived).map_err(handler_error)?;
+        Ok((sid, admitted))
+    }
+
     /// Runs through the session service as this invocation.
     fn sessions<'a>(
         &'a self,
@@ -347,19 +369,10 @@ impl Session {
         mut ctx: ObjectContext<'_>,
         body: Json<TurnBody>,
     ) -> Result<Json<TurnResult>, HandlerError> {
-        self.require_durable()?;
-        let sid = self.session_of(ctx.key())?;
-        let max = self.rt.config.max_input_bytes;
         let derived = format!("in-{}", ctx.rand_uuid());
-        let admitted = admit(body.into_inner().input, max, || derived).map_err(handler_error)?;
+        let (sid, admitted) = self.admit_at(ctx.key(), body.into_inner().input, derived)?;
         let owner = ctx.invocation_id().to_string();
-        let (journal, reads) = (
-            RestateJournal::new(&ctx),
-            RestateReads {
-                ctx: &ctx,
-                rt: &self.rt,
-            },
-        );
+        let (journal, reads) = (RestateJournal::new(&ctx), RestateReads::new(&ctx, &self.rt));
         let cancel = CancelToken::new();
         // The claim step enqueues the input itself: one journaled step less.
         let result = self
@@ -385,19 +398,12 @@ impl Session {
         mut ctx: SharedObjectContext<'_>,
         body: Json<TurnBody>,
     ) -> Result<Json<SubmitReply>, HandlerError> {
-        self.require_durable()?;
-        let sid = self.session_of(ctx.key())?;
-        let max = self.rt.config.max_input_bytes;
         let derived = format!("in-{}", ctx.rand_uuid());
-        let admitted = admit(body.into_inner().input, max, || derived).map_err(handler_error)?;
+        let (sid, admitted) = self.admit_at(ctx.key(), body.into_inner().input, derived)?;
         let store = self.rt.store.clone();
         let reply = ctx
             .run(|| async move {
-                let entry = NewInboxEntry {
-                    id: admitted.input_id,
-                    turn_id: Some(admitted.turn_id.to_string()),
-                    payload: InboxPayload::Input(admitted.input),
-                };
+                let entry = admitted.into_entry();
                 let enqueued = store.enqueue(&sid, entry).await.map_err(store_err)?;
                 Ok(Json(SubmitReply {
                     input_id: enqueued.entry.id,
@@ -428,13 +434,7 @@ impl Session {
         self.require_durable()?;
         let sid = self.session_of(ctx.key())?;
         let owner = ctx.invocation_id().to_string();
-        let (journal, reads) = (
-            RestateJournal::new(&ctx),
-            RestateReads {
-                ctx: &ctx,
-                rt: &self.rt,
-            },
-        );
+        let (journal, reads) = (RestateJournal::new(&ctx), RestateReads::new(&ctx, &self.rt));
         let cancel = CancelToken::new();
         let sessions = self.sessions(&journal, &reads, &owner, &cancel);
         let mut ran = None;
