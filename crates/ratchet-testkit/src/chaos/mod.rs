@@ -127,6 +127,13 @@ pub fn plan(steps: &[String], quick: bool) -> Vec<Point> {
         });
         points.push(at("after", "model:0", Victim::Restate));
         points.push(at("after", "model:0", Victim::Invocation));
+        // A kill inside an agent frame: the frame is settled, not dropped.
+        if let Some(t) = steps
+            .iter()
+            .find(|s| named(s).is_some_and(|n| n.frame() > 0 && n.is_effect()))
+        {
+            points.push(at("after", t, Victim::Invocation));
+        }
         return points;
     }
     for step in steps {
@@ -254,7 +261,12 @@ impl Rig {
                     .call(session, "turn", &body(s))
                     .await
                     .map_err(|e| e.to_string())?;
-                if status != 200 || reply["outcome"]["reason"] != "incomplete" {
+                // The chain's last turn (a cut agent frame, or the turn itself).
+                let last = reply["frames"]
+                    .as_array()
+                    .and_then(|f| f.last())
+                    .unwrap_or(&reply);
+                if status != 200 || last["outcome"]["reason"] != "incomplete" {
                     return Err(format!("the killed turn was not settled: {status} {reply}"));
                 }
                 return Ok(());
@@ -297,16 +309,20 @@ impl Rig {
         Ok(inv)
     }
 
-    /// After a kill: one settled turn, no effect beyond the reference's,
+    /// After a kill: the turn's chain ends in one settled turn (the turn, or
+    /// the agent frame the kill cut), no effect beyond the reference's,
     /// nothing left, and the session goes on with a new input.
     async fn verify_killed(&self, session: &str, reference: &Reference) -> Result<(), String> {
         let store = self.store().map_err(|e| e.to_string())?;
         let sid = SessionId::new(session).map_err(|e| e.to_string())?;
         let turns = store.turns(&sid).await.map_err(|e| e.to_string())?;
-        let settled = matches!(turns.as_slice(), [t] if t.turn_id == ROOT_TURN
-            && t.outcome.stop_reason() == Some(ratchet::model::StopReason::Incomplete));
+        let settled = turns.last().is_some_and(|t| {
+            t.outcome.stop_reason() == Some(ratchet::model::StopReason::Incomplete)
+        }) && turns.iter().all(|t| t.turn_id.starts_with(ROOT_TURN));
         if !settled {
-            return Err(format!("expected one settled turn, found {turns:?}"));
+            return Err(format!(
+                "expected the chain to end in one settled turn, found {turns:?}"
+            ));
         }
         let effects = store.effect_counts(&sid).await.map_err(|e| e.to_string())?;
         if let Some((key, n)) = effects
@@ -323,7 +339,7 @@ impl Rig {
             .call(session, "turn", &next)
             .await
             .map_err(|e| e.to_string())?;
-        if status != 200 || reply["turn_index"] != 1 {
+        if status != 200 || reply["turn_index"] != turns.len() as u64 {
             return Err(format!("the session did not go on: {status} {reply}"));
         }
         check::check_clean(&store, &sid).await

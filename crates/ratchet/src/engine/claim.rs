@@ -77,6 +77,7 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
         } => {
             let hash = input_hash(&("claim", cx.session, input_id))?;
             cx.step(StepName::Claim, &hash, async move {
+                super::commit::settle_cut_frame(cx, owner).await?;
                 let entry = enqueue.map(|input| {
                     let mut input = input.clone();
                     input.input_id = Some(input_id.to_string());

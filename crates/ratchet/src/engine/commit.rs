@@ -9,7 +9,7 @@ use super::claim::ClaimRecord;
 use super::finalize::FinalizeRecord;
 use super::finalize::stopped_events;
 use crate::journal::{JournalError, StepError, StepName};
-use crate::model::{Message, StopReason, TurnOutcome, Usage};
+use crate::model::{Message, StopReason, TurnId, TurnOutcome, Usage};
 use crate::store::{CommitReceipt, CommitRequest, StoreError, rules};
 
 /// Runs the commit step.
@@ -64,6 +64,74 @@ pub async fn settle(
     };
     let receipt = commit_step(cx, StepName::Settle, claim, request).await?;
     Ok((receipt, outcome))
+}
+
+/// The stop message of an agent frame whose invocation ended before it
+/// committed.
+pub const FRAME_CUT: &str = "the invocation running this agent frame ended before it committed \
+     (killed, or out of retries); the chain stops here and is not run again";
+
+/// Before a Restate invocation takes over a session from an ended one:
+/// if the session's last turn switched to an agent frame that never
+/// committed (the chain was cut by the end of its invocation), commits that
+/// frame as `Stopped(Incomplete)`, keeping the lease for the turn about to
+/// start. Runs inside the claim step, so it is journaled with it; the commit
+/// is idempotent by turn id.
+pub(crate) async fn settle_cut_frame(cx: &TurnCx<'_>, owner: &str) -> Result<(), StepError> {
+    let rt = cx.rt;
+    let store = &rt.store;
+    let holder = match store.current_lease(cx.session).await {
+        Ok(Some(holder)) => holder,
+        Ok(None) | Err(StoreError::UnknownSession(_)) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if !rules::supersedes(owner, &holder.owner) {
+        return Ok(());
+    }
+    let head = store.head(cx.session).await?;
+    let Some(last) = store
+        .recent_messages(cx.session, head.version, 1)
+        .await?
+        .pop()
+        .filter(|m| m.version == head.version)
+    else {
+        return Ok(());
+    };
+    let Some(turn) = store.committed_turn(cx.session, &last.turn_id).await? else {
+        return Ok(());
+    };
+    let Ok(last_id) = TurnId::new(&last.turn_id) else {
+        return Ok(());
+    };
+    let next = last_id.frame_index() + 1;
+    if !matches!(turn.record.outcome, TurnOutcome::AgentFrameSwitch { .. })
+        || next > rt.config.max_frames
+    {
+        return Ok(());
+    }
+    let frame = last_id.agent_frame(next);
+    let lease = store
+        .acquire_lease(cx.session, owner, rt.config.lease_ttl_ms)
+        .await?;
+    let outcome = TurnOutcome::stopped(StopReason::Incomplete, FRAME_CUT);
+    tracing::warn!(frame = %frame, "settling an agent frame cut by the end of its invocation");
+    let request = CommitRequest {
+        session_id: cx.session.clone(),
+        turn_id: frame.to_string(),
+        lease,
+        base_version: head.version,
+        messages: Vec::new(),
+        events: stopped_events(frame.as_str(), head.version, &outcome),
+        outcome,
+        usage: Usage::default(),
+        completed_entries: Vec::new(),
+        settings: None,
+        keep_lease: true,
+        started_at_ms: 0,
+        finished_at_ms: 0,
+    };
+    store.commit(&request).await?;
+    Ok(())
 }
 
 async fn commit_step(

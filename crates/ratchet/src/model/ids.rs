@@ -113,6 +113,14 @@ impl TurnId {
         }
     }
 
+    /// Which agent frame of its chain this turn is (0 for the root turn).
+    pub fn frame_index(&self) -> u32 {
+        self.0
+            .rsplit_once(":agent-frame:")
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// A deterministic id for the `ordinal`th thing of `kind` in this turn.
     pub fn derive(&self, kind: &str, ordinal: usize) -> String {
         format!("{}:{kind}:{ordinal}", self.0)
