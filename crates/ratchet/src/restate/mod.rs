@@ -10,6 +10,7 @@ mod options;
 pub mod schemas;
 mod serve;
 mod session;
+mod wire;
 
 pub use crate::engine::SessionView;
 pub use journal::RestateJournal;

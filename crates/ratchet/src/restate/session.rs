@@ -8,6 +8,7 @@
 
 use super::RestateJournal;
 use super::options::DurableOptions;
+pub use super::wire::{CancelReply, ConfigureBody, ConfigureReply, SubmitReply, TurnBody};
 use crate::ErrorCode;
 use crate::engine::service::{read_committed, read_next_input};
 use crate::engine::{
@@ -15,67 +16,11 @@ use crate::engine::{
     admit, admit_command,
 };
 use crate::engine::{SessionView, view_of};
-use crate::model::{SessionCommand, SessionId, TurnId, TurnInput};
+use crate::model::{SessionId, TurnId, TurnInput};
 use crate::store::{DurabilityTier, StoreError};
 use async_trait::async_trait;
 use restate_sdk::prelude::*;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
-
-/// Request of `turn` and `submit`.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TurnBody {
-    /// The input.
-    pub input: TurnInput,
-}
-
-/// Reply of `submit`.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct SubmitReply {
-    /// The input id (given, or derived from the invocation).
-    pub input_id: String,
-    /// Whether the id was already known (with the same content).
-    pub duplicate: bool,
-    /// FIFO position in the session's inbox.
-    pub position: u64,
-}
-
-/// Request of `configure`.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigureBody {
-    /// The session command (system prompt, context limit).
-    pub command: SessionCommand,
-    /// Idempotency id of the command (derived from the invocation if absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command_id: Option<String>,
-}
-
-/// Reply of `configure`.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct ConfigureReply {
-    /// The command's id.
-    pub command_id: String,
-    /// Whether the id was already known (with the same command).
-    pub duplicate: bool,
-    /// FIFO position in the session's inbox: the command applies when the
-    /// next input after it is claimed.
-    pub position: u64,
-}
-
-/// Reply of `cancel`.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
-pub struct CancelReply {
-    /// Whether a running turn was asked to stop.
-    pub cancelled: bool,
-    /// The invocation running the turn, when there is one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub invocation_id: Option<String>,
-    /// What happened.
-    pub message: String,
-}
 
 /// The Restate virtual object running a session's turns.
 pub struct Session {
