@@ -69,13 +69,32 @@ fn err(e: impl std::fmt::Display) -> HarnessError {
 }
 
 /// The benchmark turn: claim, prepare, model:0, three tools, model:1,
-/// finalize, commit, with a zero-latency scripted model.
+/// finalize, commit, with a zero-latency scripted model that answers every
+/// turn of every session alike, so a session's later turns (throughput,
+/// growth) are the same real 9-step turn as its first.
 fn bench_script() -> Value {
     let call = |i: usize, e: &str| json!({"id": format!("call_{i}"), "name": "calculator", "arguments": {"expression": e}});
-    json!({"turns": [[
+    json!({"every_turn": [
         {"tool_calls": [call(0, "1+1"), call(1, "2*3"), call(2, "10/4")], "usage": {"input_tokens": 30, "output_tokens": 9}},
         {"text": "2, 6 and 2.5.", "usage": {"input_tokens": 50, "output_tokens": 5}}
-    ]]})
+    ]})
+}
+
+/// Messages a bench turn commits: the user's, the model's tool calls, three
+/// tool results and the answer.
+const BENCH_TURN_MESSAGES: usize = 6;
+
+/// Fails unless `turn` (a `TurnResult` as JSON) is the bench turn, finished.
+fn check_bench_turn(turn: &Value) -> HarnessResult<()> {
+    let finished =
+        turn["outcome"]["status"] == "finished" && turn["outcome"]["text"] == "2, 6 and 2.5.";
+    let messages = turn["messages"].as_array().map_or(0, Vec::len);
+    if !finished || messages != BENCH_TURN_MESSAGES {
+        return Err(err(format!(
+            "a timed turn is not the bench turn ({messages} messages): {turn}"
+        )));
+    }
+    Ok(())
 }
 
 fn turn_body(input_id: &str) -> Value {
@@ -89,7 +108,7 @@ struct Ingress {
 }
 
 impl Ingress {
-    async fn post(&self, path: &str, body: Option<&Value>) -> HarnessResult<Duration> {
+    async fn post(&self, path: &str, body: Option<&Value>) -> HarnessResult<(Duration, Value)> {
         let start = Instant::now();
         let req = self.http.post(format!("{}/{path}", self.url));
         let req = match body {
@@ -99,27 +118,42 @@ impl Ingress {
         let resp = req.send().await.map_err(err)?;
         let status = resp.status();
         let text = resp.text().await.map_err(err)?;
+        let elapsed = start.elapsed();
         if !status.is_success() {
             return Err(err(format!("{path}: {status} {text}")));
         }
-        Ok(start.elapsed())
+        Ok((elapsed, serde_json::from_str(&text).unwrap_or(Value::Null)))
     }
 
+    /// One timed bench turn; a reply that is not the finished bench turn
+    /// fails the bench.
     async fn turn(&self, session: &str, input_id: &str) -> HarnessResult<Duration> {
-        self.post(
-            &format!("Session/{session}/turn"),
-            Some(&turn_body(input_id)),
-        )
-        .await
+        let (elapsed, reply) = self
+            .post(
+                &format!("Session/{session}/turn"),
+                Some(&turn_body(input_id)),
+            )
+            .await?;
+        check_bench_turn(&reply)?;
+        Ok(elapsed)
     }
 
     async fn floor(&self, key: &str) -> HarnessResult<Duration> {
-        self.post(&format!("Floor/{key}/nine"), None).await
+        let (elapsed, reply) = self.post(&format!("Floor/{key}/nine"), None).await?;
+        // 0 + 1 + ... + 8: each of the nine steps returned its index.
+        if reply != json!(36) {
+            return Err(err(format!(
+                "the floor did not make its nine steps: {reply}"
+            )));
+        }
+        Ok(elapsed)
     }
 
     async fn floor_sized(&self, key: &str, bytes: u32) -> HarnessResult<Duration> {
-        self.post(&format!("Floor/{key}/nine_sized"), Some(&json!(bytes)))
-            .await
+        let (elapsed, _) = self
+            .post(&format!("Floor/{key}/nine_sized"), Some(&json!(bytes)))
+            .await?;
+        Ok(elapsed)
     }
 }
 
@@ -166,10 +200,11 @@ async fn inline_p50(store: Arc<dyn SessionStore>, n: usize) -> HarnessResult<sta
         let session = SessionId::new(format!("inline-{i}")).map_err(err)?;
         let input = TurnInput::text("Compute 1+1, 2*3 and 10/4.").with_input_id("in-1");
         let start = Instant::now();
-        runner
+        let turn = runner
             .turn(&session, input, &CancelToken::new())
             .await
             .map_err(err)?;
+        check_bench_turn(&serde_json::to_value(&turn).map_err(err)?)?;
         if i >= 10 {
             samples.push(start.elapsed());
         }

@@ -3,13 +3,16 @@
 //!
 //! # Script format
 //!
-//! A JSON object with exactly one of two keys:
+//! A JSON object with exactly one of three keys:
 //!
 //! * `"turns": [[entry, ...], ...]` — **recommended.** The outer index is the
 //!   number of `user` messages in the request minus one (which turn of the
 //!   session this is), the inner index is `request.iteration`. The answer is a
 //!   pure function of the request, so it is the same after a crash and restart
 //!   or under replay.
+//! * `"every_turn": [entry, ...]` — the same entries, by `request.iteration`,
+//!   for every turn of every session: a workload of identical turns (the
+//!   benchmark's), however long the sessions grow.
 //! * `"responses": [entry, ...]` — served in call order by an in-memory
 //!   cursor. Simple, but a restarted process starts again at the first entry.
 //!
@@ -105,6 +108,8 @@ pub enum Script {
     Sequence(Vec<ScriptEntry>),
     /// Entries chosen by `[user messages - 1][iteration]` (`"turns"`).
     Turns(Vec<Vec<ScriptEntry>>),
+    /// Entries chosen by `[iteration]` for every turn (`"every_turn"`).
+    EveryTurn(Vec<ScriptEntry>),
 }
 
 /// One scripted model answer (or failure).
@@ -195,6 +200,8 @@ struct ScriptFile {
     responses: Option<Vec<ScriptEntry>>,
     #[serde(default)]
     turns: Option<Vec<Vec<ScriptEntry>>>,
+    #[serde(default)]
+    every_turn: Option<Vec<ScriptEntry>>,
 }
 
 /// Deserializes a field that is present as `Some`, even when it is `null`.
@@ -211,6 +218,7 @@ fn empty_object() -> serde_json::Value {
 enum Slot {
     Sequence(usize),
     Turn { turn: usize, iteration: usize },
+    EveryTurn(usize),
 }
 
 impl fmt::Display for Slot {
@@ -218,6 +226,7 @@ impl fmt::Display for Slot {
         match self {
             Slot::Sequence(i) => write!(f, "responses[{i}]"),
             Slot::Turn { turn, iteration } => write!(f, "turns[{turn}][{iteration}]"),
+            Slot::EveryTurn(i) => write!(f, "every_turn[{i}]"),
         }
     }
 }
@@ -269,11 +278,18 @@ impl ScriptedProvider {
             at: "script".into(),
             reason: reason.into(),
         };
-        let script = match (file.responses, file.turns) {
-            (Some(r), None) => Script::Sequence(r),
-            (None, Some(t)) => Script::Turns(t),
-            (Some(_), Some(_)) => return Err(invalid("set `responses` or `turns`, not both")),
-            (None, None) => return Err(invalid("needs a `responses` or a `turns` key")),
+        let script = match (file.responses, file.turns, file.every_turn) {
+            (Some(r), None, None) => Script::Sequence(r),
+            (None, Some(t), None) => Script::Turns(t),
+            (None, None, Some(e)) => Script::EveryTurn(e),
+            (None, None, None) => {
+                return Err(invalid(
+                    "needs a `responses`, a `turns` or an `every_turn` key",
+                ));
+            }
+            _ => {
+                return Err(invalid("set one of `responses`, `turns` and `every_turn`"));
+            }
         };
         validate(&script, origin)?;
         Ok(ScriptedProvider {
@@ -306,6 +322,15 @@ impl ScriptedProvider {
                     ProviderError::terminal(format!(
                         "scripted provider is out of responses: call #{} but the script has {}",
                         i + 1,
+                        list.len()
+                    ))
+                })
+            }
+            Script::EveryTurn(list) => {
+                let i = request.iteration as usize;
+                list.get(i).map(|e| (Slot::EveryTurn(i), e)).ok_or_else(|| {
+                    ProviderError::terminal(format!(
+                        "scripted provider has no entry every_turn[{i}] (it has {})",
                         list.len()
                     ))
                 })
@@ -429,6 +454,11 @@ fn entries(script: &Script) -> Box<dyn Iterator<Item = (Slot, &ScriptEntry)> + '
         Script::Sequence(list) => {
             Box::new(list.iter().enumerate().map(|(i, e)| (Slot::Sequence(i), e)))
         }
+        Script::EveryTurn(list) => Box::new(
+            list.iter()
+                .enumerate()
+                .map(|(i, e)| (Slot::EveryTurn(i), e)),
+        ),
         Script::Turns(turns) => Box::new(turns.iter().enumerate().flat_map(|(turn, list)| {
             list.iter()
                 .enumerate()

@@ -210,8 +210,9 @@ fn malformed_json_is_a_typed_error_with_position() {
 #[test]
 fn scripts_breaking_format_rules_are_invalid() {
     for (bad, needle) in [
-        (r#"{}"#, "needs a `responses` or a `turns`"),
-        (r#"{"responses": [], "turns": []}"#, "not both"),
+        (r#"{}"#, "needs a `responses`, a `turns` or an `every_turn`"),
+        (r#"{"responses": [], "turns": []}"#, "set one of"),
+        (r#"{"turns": [], "every_turn": []}"#, "set one of"),
         (
             r#"{"turns": [[{}, {"final_value": 1, "submit_error": "x"}]]}"#,
             "turns[0][1]",
@@ -256,4 +257,28 @@ fn from_file_reads_a_script_and_names_a_missing_file() {
     let err = ScriptedProvider::from_file(&missing).unwrap_err();
     assert_eq!(err.code(), "script_unreadable");
     assert!(err.to_string().contains("absent.json"), "{err}");
+}
+
+#[tokio::test]
+async fn every_turn_mode_answers_every_turn_of_every_session_alike() {
+    let p = ScriptedProvider::from_json_str(
+        r#"{"every_turn": [{"tool_calls": [{"name": "calculator"}]}, {"text": "done"}]}"#,
+    )
+    .unwrap();
+    assert!(p.tool_names().contains("calculator"));
+    let users = |n: usize, iteration: u32| ModelRequest {
+        messages: (0..n)
+            .map(|i| Message::text(format!("m{i}"), Role::User, "q"))
+            .collect(),
+        tools: Vec::new(),
+        iteration,
+    };
+    for n in [1, 7, 500] {
+        let first = p.complete(&users(n, 0)).await.unwrap();
+        assert_eq!(first.finish_reason, FinishReason::ToolCalls, "{n}");
+        let second = p.complete(&users(n, 1)).await.unwrap();
+        assert_eq!(second.finish_reason, FinishReason::Stop, "{n}");
+    }
+    let past = p.complete(&users(1, 2)).await.unwrap_err();
+    assert!(past.message.contains("every_turn[2]"), "{}", past.message);
 }
