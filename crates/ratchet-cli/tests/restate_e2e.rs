@@ -3,59 +3,13 @@
 
 mod support;
 
-use ratchet::model::SessionId;
 use ratchet::store::SqliteStore;
 use ratchet::store::prelude::*;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use support::restate::{RestateServer, Service, e2e_lock, ratchet_bin};
-
-struct Rig {
-    server: RestateServer,
-    service: Service,
-    dir: tempfile::TempDir,
-}
-
-impl Rig {
-    async fn start(env: &[(&str, &str)]) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let server = RestateServer::start().expect("restate-server");
-        let store = format!("sqlite:{}", dir.path().join("ratchet.db").display());
-        let service = Service::start(&ratchet_bin(), &store, &server.admin, dir.path(), env)
-            .expect("ratchet serve");
-        server.register(&service.uri()).await.expect("register");
-        Rig {
-            server,
-            service,
-            dir,
-        }
-    }
-
-    fn db(&self) -> std::path::PathBuf {
-        self.dir.path().join("ratchet.db")
-    }
-
-    fn store(&self) -> SqliteStore {
-        SqliteStore::open(self.db()).unwrap()
-    }
-
-    fn diagnostics(&self) -> String {
-        format!(
-            "--- service log\n{}\n--- server log\n{}",
-            self.service.log(),
-            self.server.log()
-        )
-    }
-}
-
-fn sid(s: &str) -> SessionId {
-    SessionId::new(s).unwrap()
-}
-
-fn turn_body(text: &str, input_id: &str) -> Value {
-    json!({"input": {"items": [{"type": "text", "text": text}], "input_id": input_id}})
-}
+use support::rig::{Rig, sid, turn_body};
 
 /// Committed messages and turn outcomes of a session, as comparable JSON.
 async fn committed(db: &Path, session: &str) -> Value {
@@ -64,22 +18,6 @@ async fn committed(db: &Path, session: &str) -> Value {
     let turns = store.turns(&sid(session)).await.unwrap();
     let outcomes: Vec<&ratchet::model::TurnOutcome> = turns.iter().map(|t| &t.outcome).collect();
     json!({"messages": messages.iter().map(|m| &m.message).collect::<Vec<_>>(), "outcomes": outcomes})
-}
-
-async fn wait_for_version(rig: &Rig, session: &str, version: u64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(head) = rig.store().head(&sid(session)).await
-            && head.version >= version
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "session {session} never reached version {version}\n{}",
-        rig.diagnostics()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,7 +158,8 @@ async fn fifty_concurrent_submits_with_duplicates_run_once_each_in_fifo_order() 
         duplicates += reply["duplicate"].as_bool().unwrap() as usize;
     }
     assert_eq!(duplicates, 50 - unique);
-    wait_for_version(&rig, "fifo", unique as u64, Duration::from_secs(120)).await;
+    rig.wait_for_version("fifo", unique as u64, Duration::from_secs(120))
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let store = rig.store();
     let turns = store.turns(&sid("fifo")).await.unwrap();

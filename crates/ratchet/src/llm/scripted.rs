@@ -54,7 +54,7 @@ use super::{
 use crate::model::{Part, Role, Usage};
 use async_trait::async_trait;
 use serde::{Deserialize, Deserializer};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::Path;
 use std::sync::Mutex;
@@ -448,73 +448,14 @@ fn directive(entry: &ScriptEntry) -> Option<ModelDirective> {
         })
 }
 
-/// Every entry with its slot, in script order.
-fn entries(script: &Script) -> Box<dyn Iterator<Item = (Slot, &ScriptEntry)> + '_> {
-    match script {
-        Script::Sequence(list) => {
-            Box::new(list.iter().enumerate().map(|(i, e)| (Slot::Sequence(i), e)))
-        }
-        Script::EveryTurn(list) => Box::new(
-            list.iter()
-                .enumerate()
-                .map(|(i, e)| (Slot::EveryTurn(i), e)),
-        ),
-        Script::Turns(turns) => Box::new(turns.iter().enumerate().flat_map(|(turn, list)| {
-            list.iter()
-                .enumerate()
-                .map(move |(iteration, e)| (Slot::Turn { turn, iteration }, e))
-        })),
-    }
-}
-
-/// Checks the rules serde cannot express.
-fn validate(script: &Script, origin: &str) -> Result<(), ScriptError> {
-    for (slot, entry) in entries(script) {
-        check_entry(entry).map_err(|reason| ScriptError::Invalid {
-            origin: origin.to_string(),
-            at: slot.to_string(),
-            reason,
-        })?;
-    }
-    Ok(())
-}
-
-fn check_entry(entry: &ScriptEntry) -> Result<(), String> {
-    let directives = [
-        entry.final_value.is_some(),
-        entry.switch_frame.is_some(),
-        entry.submit_error.is_some(),
-    ];
-    if directives.iter().filter(|d| **d).count() > 1 {
-        return Err("set at most one of `final_value`, `switch_frame`, `submit_error`".into());
-    }
-    if entry.error.is_some() {
-        let only_error = ScriptEntry {
-            error: entry.error.clone(),
-            ..ScriptEntry::default()
-        };
-        if *entry != only_error {
-            return Err("an `error` entry carries no other keys".into());
-        }
-    }
-    let mut ids = HashSet::new();
-    for (k, call) in entry.tool_calls.iter().enumerate() {
-        if call.name.trim().is_empty() {
-            return Err(format!("tool_calls[{k}] has an empty name"));
-        }
-        let id = call.id.clone().unwrap_or_else(|| format!("call_{k}"));
-        if !ids.insert(id.clone()) {
-            return Err(format!("tool call id '{id}' is used twice"));
-        }
-    }
-    Ok(())
-}
-
 /// Locks a mutex, recovering from poisoning: the guarded counters stay
 /// meaningful even if another caller panicked mid-test.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+mod rules;
 #[cfg(test)]
 mod tests;
+
+use rules::{entries, validate};
