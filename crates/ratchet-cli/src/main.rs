@@ -47,6 +47,15 @@ struct StoreArgs {
     /// Connections in the PostgreSQL pool.
     #[arg(long, global = true, default_value_t = ratchet::store::POSTGRES_DEFAULT_POOL_SIZE, env = "RATCHET_PG_POOL_SIZE")]
     pg_pool_size: usize,
+    /// TLS to PostgreSQL: disable, prefer, require, verify-ca or
+    /// verify-full (libpq's meanings; overrides the URL's `sslmode`).
+    #[arg(long, global = true, env = "PGSSLMODE")]
+    pg_sslmode: Option<String>,
+    /// PEM file of the CA certificates that sign the PostgreSQL server's
+    /// certificate (overrides the URL's `sslrootcert`; default: the
+    /// Mozilla roots).
+    #[arg(long, global = true, env = "PGSSLROOTCERT")]
+    pg_ssl_root_cert: Option<PathBuf>,
     /// Model: `demo` (offline rule-based stand-in), `scripted:FILE`, or
     /// `openai:MODEL` (key from OPENAI_API_KEY, base URL from OPENAI_BASE_URL).
     #[arg(long, global = true, default_value = "demo", env = "RATCHET_MODEL")]
@@ -315,6 +324,7 @@ enum Command {
 
 fn main() -> ExitCode {
     setup::init_logging();
+    ratchet::secrets::register_from_env();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -329,7 +339,7 @@ fn main() -> ExitCode {
     match runtime.block_on(inline::dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let message = format!("{e:#}");
+            let message = ratchet::secrets::redact_string(format!("{e:#}"));
             match error_code(&e) {
                 Some(code) if !message.contains(&code) => eprintln!("error: {code}: {message}"),
                 _ => eprintln!("error: {message}"),

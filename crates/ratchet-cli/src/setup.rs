@@ -8,7 +8,9 @@ use ratchet::llm::{DemoModel, ModelProvider, OpenAiClient, OpenAiConfig, Scripte
 use ratchet::plugins::PluginSet;
 use ratchet::store::prelude::*;
 use ratchet::store::rules::StoreOptions;
-use ratchet::store::{MemoryStore, PostgresStore, SqliteStore, SqliteSync, redact_postgres_url};
+use ratchet::store::{
+    MemoryStore, PostgresStore, SqliteStore, SqliteSync, SslMode, redact_postgres_url,
+};
 use ratchet::tools::{ToolRegistry, builtin_registry};
 use std::path::Path;
 use std::sync::Arc;
@@ -28,7 +30,8 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(spans)
-        .with_writer(std::io::stderr)
+        // Every log line passes the redaction layer on its way out.
+        .with_writer(|| ratchet::secrets::RedactingLine::new(std::io::stderr()))
         .with_target(false)
         .try_init();
 }
@@ -52,14 +55,25 @@ pub async fn open_store(args: &StoreArgs) -> Result<Arc<dyn SessionStore>> {
         } else {
             url.to_string()
         };
-        let store = PostgresStore::connect(&url, StoreOptions::default(), args.pg_pool_size)
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot open the PostgreSQL store {}",
-                    redact_postgres_url(&url)
-                )
-            })?;
+        let mode = args
+            .pg_sslmode
+            .as_deref()
+            .map(str::parse::<SslMode>)
+            .transpose()?;
+        let store = PostgresStore::connect_with_tls(
+            &url,
+            mode,
+            args.pg_ssl_root_cert.clone(),
+            StoreOptions::default(),
+            args.pg_pool_size,
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the PostgreSQL store {}",
+                redact_postgres_url(&url)
+            )
+        })?;
         return Ok(Arc::new(store));
     }
     bail!(

@@ -20,6 +20,7 @@ pub mod llm;
 pub mod model;
 pub mod plugins;
 pub mod restate;
+pub mod secrets;
 pub mod store;
 pub mod tools;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod postgres;
 
-pub use postgres::PostgresServer;
+pub use postgres::{PostgresServer, ServerTls};
 
 /// Why the harness could not do something.
 #[derive(Debug, thiserror::Error)]

@@ -83,11 +83,30 @@ pub struct PostgresServer {
     pub port: u16,
     /// The superuser's password (tests check it never leaks).
     pub password: String,
+    tls: bool,
+}
+
+/// A server certificate and its key, both PEM, for a TLS-only server.
+pub struct ServerTls {
+    /// The certificate (chain), PEM.
+    pub cert_pem: String,
+    /// Its private key, PEM.
+    pub key_pem: String,
 }
 
 impl PostgresServer {
     /// Makes a cluster and starts the server.
     pub fn start() -> HarnessResult<Self> {
+        Self::start_with(None)
+    }
+
+    /// Makes a cluster that takes TLS connections only (`ssl=on`, and
+    /// `pg_hba.conf` with `hostssl` lines alone), and starts the server.
+    pub fn start_tls(tls: ServerTls) -> HarnessResult<Self> {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<ServerTls>) -> HarnessResult<Self> {
         let bin = pg_bin_dir()?;
         let user = postgres_user();
         let dir = tempfile::Builder::new()
@@ -119,6 +138,20 @@ impl PostgresServer {
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
+        let data = dir.path().join("data");
+        if let Some(tls) = &tls {
+            use std::os::unix::fs::PermissionsExt;
+            for (name, pem) in [("server.crt", &tls.cert_pem), ("server.key", &tls.key_pem)] {
+                let path = data.join(name);
+                std::fs::write(&path, pem).map_err(|e| err(e.to_string()))?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| err(e.to_string()))?;
+                chown(&path, user)?;
+            }
+            let hba = "local all all scram-sha-256\n\
+                       hostssl all all 127.0.0.1/32 scram-sha-256\n";
+            std::fs::write(data.join("pg_hba.conf"), hba).map_err(|e| err(e.to_string()))?;
+        }
         let mut server = PostgresServer {
             child: None,
             port: free_port()?,
@@ -126,6 +159,7 @@ impl PostgresServer {
             bin,
             user,
             password,
+            tls: tls.is_some(),
         };
         server.spawn()?;
         Ok(server)
@@ -151,6 +185,11 @@ impl PostgresServer {
                 "unix_socket_directories={}",
                 self.dir.path().display()
             ))
+            .args(if self.tls {
+                &["-c", "ssl=on"][..]
+            } else {
+                &[][..]
+            })
             .args([
                 "-c",
                 "max_connections=200",

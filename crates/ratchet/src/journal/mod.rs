@@ -85,6 +85,20 @@ pub enum StepError {
     },
 }
 
+impl StepError {
+    /// The same error with its message passed through the redaction layer.
+    pub fn redacted(self) -> Self {
+        use crate::secrets::redact_string;
+        match self {
+            StepError::Retryable(m) => StepError::Retryable(redact_string(m)),
+            StepError::Terminal { code, message } => StepError::Terminal {
+                code,
+                message: redact_string(message),
+            },
+        }
+    }
+}
+
 impl From<StoreError> for StepError {
     fn from(e: StoreError) -> Self {
         if e.is_retryable() {
@@ -186,12 +200,17 @@ where
     T: Serialize + DeserializeOwned,
     F: Future<Output = Result<T, StepError>> + Send,
 {
+    // The redaction layer sits here, between every effect and its record:
+    // what the step returns, and why it failed, are scrubbed of secrets
+    // before the journal (and so the store, events and replies) sees them.
     let body: StepBody<'_> = Box::pin(async move {
-        let out = body.await?;
-        serde_json::to_value(out).map_err(|e| StepError::Terminal {
+        let out = body.await.map_err(StepError::redacted)?;
+        let mut value = serde_json::to_value(out).map_err(|e| StepError::Terminal {
             code: ErrorCode::JournalEncode,
             message: e.to_string(),
-        })
+        })?;
+        crate::secrets::redact_value(&mut value);
+        Ok(value)
     });
     let value = journal.step(turn, name, input_hash, body).await?;
     serde_json::from_value(value).map_err(|e| JournalError::Decode {

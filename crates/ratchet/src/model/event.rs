@@ -78,7 +78,7 @@ impl SessionEvent {
             seq,
             EventKind::Error {
                 code,
-                message: message.to_string(),
+                message: crate::secrets::redact(message).into_owned(),
             },
         )
     }

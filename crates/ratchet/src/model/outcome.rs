@@ -83,7 +83,7 @@ impl TurnOutcome {
     pub fn stopped(reason: StopReason, message: impl Into<String>) -> Self {
         TurnOutcome::Stopped(TurnStop {
             reason,
-            message: message.into(),
+            message: crate::secrets::redact_string(message.into()),
         })
     }
 

@@ -136,7 +136,7 @@ fn coded(code: ErrorCode, message: String) -> String {
 
 fn handler_error(e: EngineError) -> HandlerError {
     let code = e.code();
-    let message = coded(code, e.to_string());
+    let message = crate::secrets::redact_string(coded(code, e.to_string()));
     if e.is_retryable() {
         return HandlerError::from(message);
     }

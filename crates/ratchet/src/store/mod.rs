@@ -22,7 +22,8 @@ pub use error::{StoreError, StoreResult};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
 pub use postgres::{
-    DEFAULT_POOL_SIZE as POSTGRES_DEFAULT_POOL_SIZE, PostgresStore, redact as redact_postgres_url,
+    DEFAULT_POOL_SIZE as POSTGRES_DEFAULT_POOL_SIZE, PgTls, PostgresStore, SslMode,
+    redact as redact_postgres_url,
 };
 pub use rules::SqliteSync;
 #[cfg(feature = "sqlite")]

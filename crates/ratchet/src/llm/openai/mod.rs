@@ -4,8 +4,9 @@
 //!
 //! The API key is read once, at construction, from an environment variable.
 //! It is kept out of everything the client prints: `Debug` redacts it, no
-//! headers are logged, and any error text is scrubbed of it in case a server
-//! echoes it back.
+//! headers are logged, and it is registered with [`crate::secrets`], so
+//! every body (error or answer) is scrubbed of it before it is read or cut,
+//! in case a server echoes it back.
 
 mod wire;
 
@@ -61,9 +62,8 @@ impl OpenAiConfig {
     }
 }
 
-/// The API key, with everything needed to send it and to scrub it.
+/// The API key, as the header that sends it (marked sensitive).
 struct ApiKey {
-    secret: String,
     header: HeaderValue,
 }
 
@@ -129,6 +129,8 @@ impl OpenAiClient {
         })?;
         // Keeps the value out of reqwest's and hyper's own debug output.
         header.set_sensitive(true);
+        // A short key is still used; it is then masked only by shape.
+        let _ = crate::secrets::register(&format!("the API key from {source}"), &secret);
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
@@ -138,7 +140,7 @@ impl OpenAiClient {
         Ok(OpenAiClient {
             config,
             endpoint,
-            key: ApiKey { secret, header },
+            key: ApiKey { header },
             http,
         })
     }
@@ -148,13 +150,8 @@ impl OpenAiClient {
         &self.config
     }
 
-    /// Removes the key from text that may leave the client.
-    fn scrub(&self, text: String) -> String {
-        text.replace(&self.key.secret, "[redacted]")
-    }
-
     fn error(&self, retryable: bool, detail: String) -> ProviderError {
-        let message = self.scrub(format!("{}: {detail}", self.name()));
+        let message = crate::secrets::redact_string(format!("{}: {detail}", self.name()));
         tracing::warn!(model = %self.config.model, retryable, error = %message, "model call failed");
         ProviderError { retryable, message }
     }
@@ -221,10 +218,14 @@ impl ModelProvider for OpenAiClient {
             .bytes()
             .await
             .map_err(|e| self.transport_error(e))?;
+        // Every body goes through the redaction layer before anything reads,
+        // cuts or keeps it: a server echoing the key, in an error or in an
+        // answer, gets it masked.
+        let body = crate::secrets::redact(&String::from_utf8_lossy(&bytes)).into_owned();
         if !status.is_success() {
-            return Err(self.status_error(status, &bytes));
+            return Err(self.status_error(status, body.as_bytes()));
         }
-        wire::parse_response(&bytes).map_err(|detail| self.error(false, detail))
+        wire::parse_response(body.as_bytes()).map_err(|detail| self.error(false, detail))
     }
 }
 

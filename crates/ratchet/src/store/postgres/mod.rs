@@ -8,8 +8,10 @@
 mod ops;
 mod records;
 mod schema;
+mod tls;
 
 pub use schema::redact;
+pub use tls::{PgTls, SslMode};
 
 use super::rules::{self, StoreOptions};
 use super::*;
@@ -30,24 +32,73 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     /// Connects with a `postgres://` URL (or key=value string) and migrates.
+    /// TLS follows the string's `sslmode` and `sslrootcert` (see [`PgTls`]).
     /// Errors never repeat the URL, which may hold a password.
     pub async fn connect(url: &str, options: StoreOptions, pool_size: usize) -> StoreResult<Self> {
-        let config = tokio_postgres::Config::from_str(url).map_err(|_| {
+        Self::connect_with_tls(url, None, None, options, pool_size).await
+    }
+
+    /// [`connect`](Self::connect), with a TLS mode and root CA file that
+    /// override the string's own when set. A password in the string, or in
+    /// `PGPASSWORD` when the string has none, is registered with
+    /// [`crate::secrets`].
+    pub async fn connect_with_tls(
+        url: &str,
+        mode: Option<SslMode>,
+        root_cert: Option<std::path::PathBuf>,
+        options: StoreOptions,
+        pool_size: usize,
+    ) -> StoreResult<Self> {
+        for pw in crate::secrets::embedded_passwords(url) {
+            let _ = crate::secrets::register("the database URL", &pw);
+        }
+        let (rest, from_url) = tls::split_tls(url)?;
+        let tls = from_url.overridden_by(mode, root_cert);
+        let mut config = tokio_postgres::Config::from_str(&rest).map_err(|_| {
             StoreError::InvalidArgument(format!(
                 "not a PostgreSQL connection string: {}",
                 redact(url)
             ))
         })?;
-        Self::connect_config(config, options, pool_size).await
+        if config.get_password().is_none()
+            && let Ok(pw) = std::env::var("PGPASSWORD")
+        {
+            config.password(pw);
+        }
+        Self::connect_config_tls(config, &tls, options, pool_size).await
     }
 
-    /// Connects with a parsed config and migrates.
+    /// Connects with a parsed config and migrates, TLS as the config's
+    /// `ssl_mode` says (unverified).
     pub async fn connect_config(
         config: tokio_postgres::Config,
         options: StoreOptions,
         pool_size: usize,
     ) -> StoreResult<Self> {
-        let pool = schema::pool(config, pool_size)?;
+        use tokio_postgres::config::SslMode as Driver;
+        let mode = match config.get_ssl_mode() {
+            Driver::Disable => SslMode::Disable,
+            Driver::Require => SslMode::Require,
+            _ => SslMode::Prefer,
+        };
+        let tls = PgTls {
+            mode,
+            root_cert: None,
+        };
+        Self::connect_config_tls(config, &tls, options, pool_size).await
+    }
+
+    /// Connects with a parsed config and TLS settings, and migrates.
+    pub async fn connect_config_tls(
+        config: tokio_postgres::Config,
+        tls: &PgTls,
+        options: StoreOptions,
+        pool_size: usize,
+    ) -> StoreResult<Self> {
+        if let Some(pw) = config.get_password() {
+            let _ = crate::secrets::register("the database password", &String::from_utf8_lossy(pw));
+        }
+        let pool = schema::pool(config, tls, pool_size)?;
         schema::migrate(&pool).await?;
         Ok(PostgresStore { pool, options })
     }

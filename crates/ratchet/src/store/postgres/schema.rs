@@ -2,9 +2,9 @@
 //! ours, refusing a foreign or newer one, versioned migrations under an
 //! advisory lock, and error mapping (an outage is retryable).
 
+use super::tls::PgTls;
 use crate::store::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 
 /// Migrations in order; the schema version is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -83,8 +83,20 @@ pub fn map_err(e: tokio_postgres::Error) -> StoreError {
             StoreError::Internal(msg)
         };
     }
-    // No server error: the connection failed or closed.
-    StoreError::Unavailable(format!("postgres connection: {e}"))
+    // No server error: the connection failed or closed, or TLS refused the
+    // server; the causes say which (the driver's own text stops at
+    // "error performing TLS handshake").
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    StoreError::Unavailable(format!("postgres connection: {text}"))
 }
 
 /// Maps a pool error (all of them mean: not now).
@@ -96,10 +108,15 @@ pub fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
 }
 
 /// A pool of `size` connections.
-pub fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
+pub fn pool(
+    mut config: tokio_postgres::Config,
+    tls: &PgTls,
+    size: usize,
+) -> Result<Pool, StoreError> {
+    config.ssl_mode(tls.driver_mode());
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls.connector()?,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -181,22 +198,10 @@ pub async fn migrate(pool: &Pool) -> Result<(), StoreError> {
     tx.commit().await.map_err(map_err)
 }
 
-/// A connection string with its password masked, for logs and errors.
+/// A connection string with its password masked (in the userinfo, a
+/// query parameter or a `password=` pair), for logs and errors.
 pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "postgres:<redacted>".into();
-    };
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some((auth, host)) => (Some(auth), host),
-        None => (None, rest),
-    };
-    match auth {
-        Some(a) => {
-            let user = a.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => format!("{scheme}://{host}"),
-    }
+    crate::secrets::redact(url).into_owned()
 }
 
 #[cfg(test)]
@@ -207,8 +212,9 @@ mod tests {
     fn passwords_never_survive_redaction() {
         assert_eq!(
             redact("postgres://app:s3cret@db:5432/ratchet"),
-            "postgres://app:***@db:5432/ratchet"
+            "postgres://app:[redacted]@db:5432/ratchet"
         );
+        assert!(!redact("postgres://app@db/x?password=s3cret").contains("s3cret"));
         assert_eq!(redact("postgres://db/ratchet"), "postgres://db/ratchet");
         assert!(!redact("host=db password=s3cret").contains("s3cret"));
     }
