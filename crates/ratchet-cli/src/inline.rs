@@ -2,7 +2,7 @@
 
 use crate::output;
 use crate::setup;
-use crate::{Command, StoreArgs};
+use crate::{Command, JournalArgs, StoreArgs};
 use anyhow::{Context, Result, bail};
 use ratchet::engine::CancelToken;
 use ratchet::engine::inline::{InlineRunner, ReplayReport, replay};
@@ -11,6 +11,13 @@ use ratchet::model::{SessionId, TurnId, TurnInput};
 use ratchet::restate::admin;
 use ratchet::store::MemoryStore;
 use std::sync::Arc;
+
+/// The admin API client the journal flags describe.
+fn admin_client(journal: &JournalArgs) -> Result<admin::AdminClient> {
+    Ok(admin::AdminClient::new(
+        journal.access.config(&journal.admin),
+    )?)
+}
 
 fn session(s: &str) -> Result<SessionId> {
     Ok(SessionId::new(s)?)
@@ -174,8 +181,8 @@ pub async fn dispatch(command: Command) -> Result<()> {
             turn,
             journal,
         } => {
-            let rec = match (journal.invocation, s, turn) {
-                (Some(inv), _, _) => admin::recording(&journal.admin, &inv).await?,
+            let rec = match (journal.invocation.clone(), s, turn) {
+                (Some(inv), _, _) => admin_client(&journal)?.recording(&inv).await?,
                 (None, Some(s), Some(turn)) => {
                     runner(&store)
                         .await?
@@ -203,6 +210,8 @@ pub async fn dispatch(command: Command) -> Result<()> {
             listen,
             with_floor,
             restate_admin,
+            admin_access,
+            identity_keys,
             agents,
             shutdown_timeout_ms,
             retry_max_interval_ms,
@@ -212,7 +221,8 @@ pub async fn dispatch(command: Command) -> Result<()> {
             let settings = crate::serve::ServeSettings {
                 listen,
                 agents,
-                restate_admin,
+                admin: admin_access.config(&restate_admin),
+                identity_keys,
                 with_floor,
                 shutdown_timeout: std::time::Duration::from_millis(shutdown_timeout_ms),
                 durable: crate::serve::durable_options(
@@ -228,8 +238,8 @@ pub async fn dispatch(command: Command) -> Result<()> {
             recording,
             journal,
         } => {
-            let rec: Recording = match (journal.invocation, recording) {
-                (Some(inv), _) => admin::recording(&journal.admin, &inv).await?,
+            let rec: Recording = match (journal.invocation.clone(), recording) {
+                (Some(inv), _) => admin_client(&journal)?.recording(&inv).await?,
                 (None, Some(file)) => {
                     let text = std::fs::read_to_string(&file)
                         .with_context(|| format!("cannot read {}", file.display()))?;

@@ -8,7 +8,7 @@ mod output;
 mod serve;
 mod setup;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -116,6 +116,39 @@ struct JournalArgs {
         env = "RATCHET_RESTATE_ADMIN"
     )]
     admin: String,
+    #[command(flatten)]
+    access: AdminAccess,
+}
+
+/// How to reach the Restate admin API beyond its URL.
+#[derive(Args, Clone)]
+struct AdminAccess {
+    /// Bearer token for an admin API behind an authenticating proxy
+    /// (prefer the environment variable: flags show in `ps`).
+    #[arg(long, env = "RATCHET_RESTATE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Limit on one admin API call.
+    #[arg(
+        long,
+        default_value_t = 10_000,
+        env = "RATCHET_RESTATE_ADMIN_TIMEOUT_MS"
+    )]
+    admin_timeout_ms: u64,
+    /// PEM file of extra CA certificates for an https admin URL.
+    #[arg(long, env = "RATCHET_RESTATE_ADMIN_CA_FILE")]
+    admin_ca_file: Option<PathBuf>,
+}
+
+impl AdminAccess {
+    /// The admin config for `url` with these settings.
+    fn config(&self, url: &str) -> ratchet::restate::admin::AdminConfig {
+        ratchet::restate::admin::AdminConfig {
+            url: url.to_string(),
+            token: self.admin_token.clone(),
+            timeout: std::time::Duration::from_millis(self.admin_timeout_ms),
+            ca_file: self.admin_ca_file.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -288,6 +321,19 @@ enum Command {
             env = "RATCHET_RESTATE_ADMIN"
         )]
         restate_admin: String,
+        #[command(flatten)]
+        admin_access: AdminAccess,
+        /// A Restate request identity public key (`publickeyv1_…`), the
+        /// counterpart of restate-server's
+        /// `request-identity-private-key-pem-file`. Repeatable (comma-
+        /// separated in the variable); with keys set, a request no key
+        /// signed gets 401 and changes nothing.
+        #[arg(
+            long = "identity-key",
+            env = "RATCHET_IDENTITY_KEYS",
+            value_delimiter = ','
+        )]
+        identity_keys: Vec<String>,
         /// On SIGTERM or Ctrl-C: how long in-flight handlers may run on
         /// before their connections are cut (Restate then retries them).
         #[arg(long, default_value_t = 30_000, env = "RATCHET_SHUTDOWN_TIMEOUT_MS")]

@@ -17,7 +17,9 @@ pub struct ServeSettings {
     /// The agents file, if any.
     pub agents: Option<std::path::PathBuf>,
     /// The Restate admin API (`cancel`).
-    pub restate_admin: String,
+    pub admin: ratchet::restate::admin::AdminConfig,
+    /// Restate request identity public keys; empty: requests unchecked.
+    pub identity_keys: Vec<String>,
     /// Also bind the `Floor` benchmark object.
     pub with_floor: bool,
     /// How long in-flight handlers may run on after SIGTERM or Ctrl-C.
@@ -50,6 +52,21 @@ pub fn durable_options(
 
 /// Serves the endpoint until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub async fn serve(args: &StoreArgs, settings: ServeSettings) -> Result<()> {
+    let mut builder = Endpoint::builder();
+    for key in &settings.identity_keys {
+        builder = builder.identity_key(key.trim()).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid_identity_key: '{}' is not a Restate request identity public key (publickeyv1_…): {e}",
+                key.trim()
+            )
+        })?;
+    }
+    if settings.identity_keys.is_empty() && !settings.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %settings.listen,
+            "listening beyond loopback without --identity-key: anyone who can reach this port can register it with their own restate-server and call every handler"
+        );
+    }
     let store = crate::setup::open_store(args).await?;
     if store.durability_tier() != DurabilityTier::Durable {
         // Serve anyway: every handler refuses with durable_store_required,
@@ -59,10 +76,9 @@ pub async fn serve(args: &StoreArgs, settings: ServeSettings) -> Result<()> {
             "the durable tier needs a durable store; every turn will be refused"
         );
     }
-    let mut builder = Endpoint::builder();
     for agent in crate::agents::load(settings.agents.as_deref(), store, args)? {
         let agent = agent
-            .admin_url(settings.restate_admin.clone())
+            .admin(settings.admin.clone())
             .durable_options(settings.durable.clone());
         tracing::info!(agent = agent.name(), "binding agent");
         let session = match agent.session() {

@@ -33,6 +33,7 @@ use crate::clock::{self, SharedClock};
 use crate::engine::{EngineConfig, Runtime};
 use crate::llm::ModelProvider;
 use crate::plugins::{Plugin, PluginSet};
+use crate::restate::admin::{AdminClient, AdminConfig};
 use crate::restate::{DurableOptions, Session, check_object_name};
 use crate::store::{DurabilityTier, SessionStore};
 use crate::tools::{Tool, ToolRegistry};
@@ -63,6 +64,14 @@ pub enum AgentError {
         /// The store's backend.
         backend: String,
     },
+    /// The admin API settings cannot make a client.
+    #[error("invalid_admin_config: agent '{agent}': {message}")]
+    InvalidAdmin {
+        /// The agent.
+        agent: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// An agent, built step by step: name it, give it a store and a model,
@@ -77,7 +86,7 @@ pub struct Agent {
     clock: SharedClock,
     config: EngineConfig,
     durable: DurableOptions,
-    admin_url: String,
+    admin: AdminConfig,
 }
 
 impl Agent {
@@ -93,7 +102,10 @@ impl Agent {
             clock: clock::system(),
             config: EngineConfig::default(),
             durable: DurableOptions::default(),
-            admin_url: "http://127.0.0.1:9070".into(),
+            admin: AdminConfig {
+                timeout: Duration::from_secs(5),
+                ..AdminConfig::new("http://127.0.0.1:9070")
+            },
         }
     }
 
@@ -171,7 +183,14 @@ impl Agent {
 
     /// The Restate admin API its `cancel` handler uses.
     pub fn admin_url(mut self, url: impl Into<String>) -> Self {
-        self.admin_url = url.into();
+        self.admin.url = url.into();
+        self
+    }
+
+    /// How its `cancel` handler reaches the Restate admin API: URL (http
+    /// or https), bearer token, timeout, extra CA file.
+    pub fn admin(mut self, admin: AdminConfig) -> Self {
+        self.admin = admin;
         self
     }
 
@@ -216,9 +235,13 @@ impl Agent {
                 backend: rt.store.backend_name().to_string(),
             });
         }
+        let admin = AdminClient::new(self.admin.clone()).map_err(|e| AgentError::InvalidAdmin {
+            agent: self.name.clone(),
+            message: e.0,
+        })?;
         Ok(Session::new(rt)
             .with_name(self.name.clone())
-            .with_admin_url(self.admin_url.clone())
+            .with_admin(admin)
             .with_options(self.durable.clone()))
     }
 

@@ -207,7 +207,9 @@ impl Rig {
                 s.name
             )));
         }
-        let steps = admin::step_names(&self.server.admin, &inv)
+        let steps = admin::AdminClient::at(&self.server.admin)
+            .map_err(harness_err)?
+            .step_names(&inv)
             .await
             .map_err(harness_err)?;
         let store = self.store()?;

@@ -4,36 +4,220 @@
 //! [`Recording`] that `ratchet replay` runs offline.
 
 use crate::journal::{RECORDING_FORMAT, Recording, StepName, StepRecord};
+use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
 
-/// Why reading the journal failed.
+/// Why a call to the admin API failed.
 #[derive(Debug, thiserror::Error)]
 #[error("restate admin: {0}")]
 pub struct AdminError(pub String);
 
-/// Runs a SQL query on the Restate admin API and returns its rows.
-pub async fn query(admin_url: &str, sql: &str) -> Result<Vec<Value>, AdminError> {
-    let url = format!("{}/query", admin_url.trim_end_matches('/'));
-    let resp = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| AdminError(e.to_string()))?
-        .post(&url)
-        .header("accept", "application/json")
-        .json(&json!({ "query": sql }))
-        .send()
-        .await
-        .map_err(|e| AdminError(format!("cannot reach {url}: {e}")))?;
-    let status = resp.status();
-    let body: Value = resp
-        .json()
-        .await
-        .map_err(|e| AdminError(format!("unreadable reply from {url}: {e}")))?;
-    if !status.is_success() {
-        return Err(AdminError(format!("{status}: {body}")));
+/// How to reach the Restate admin API: its URL (`http` or `https`), an
+/// optional bearer token (for an admin API behind an authenticating
+/// proxy), a timeout on every call, and an optional PEM file of extra CA
+/// certificates to trust for https.
+#[derive(Clone)]
+pub struct AdminConfig {
+    /// The API root, e.g. `http://127.0.0.1:9070`.
+    pub url: String,
+    /// Sent as `Authorization: Bearer …`; never printed.
+    pub token: Option<String>,
+    /// Limit on one whole call, connect to last byte.
+    pub timeout: Duration,
+    /// Extra CA certificates (PEM) for an https admin URL.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl AdminConfig {
+    /// The default timeout of one admin call.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// A config for `url` with no token, the default timeout and the
+    /// system's own trust.
+    pub fn new(url: impl Into<String>) -> Self {
+        AdminConfig {
+            url: url.into(),
+            token: None,
+            timeout: Self::DEFAULT_TIMEOUT,
+            ca_file: None,
+        }
     }
-    Ok(body["rows"].as_array().cloned().unwrap_or_default())
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("url", &crate::secrets::redact(&self.url))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+/// A client of the Restate admin API (SQL queries, cancelling invocations).
+#[derive(Clone)]
+pub struct AdminClient {
+    url: String,
+    http: reqwest::Client,
+    auth: Option<HeaderValue>,
+}
+
+impl fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("url", &crate::secrets::redact(&self.url))
+            .field("token", &self.auth.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl AdminClient {
+    /// A client for `config`; a URL that is not http(s), a token that
+    /// cannot be a header, or an unreadable CA file is refused here.
+    pub fn new(config: AdminConfig) -> Result<Self, AdminError> {
+        let url = config.url.trim_end_matches('/').to_string();
+        let parsed = reqwest::Url::parse(&url).map_err(|e| {
+            AdminError(format!(
+                "'{}' is not an admin URL: {e}",
+                crate::secrets::redact(&url)
+            ))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(AdminError(format!(
+                "the admin URL must be http or https, not {}",
+                parsed.scheme()
+            )));
+        }
+        if config.timeout.is_zero() {
+            return Err(AdminError("the admin timeout must be positive".into()));
+        }
+        let mut builder = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .timeout(config.timeout);
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                AdminError(format!("cannot read the CA file {}: {e}", path.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                AdminError(format!("the CA file {} is not PEM: {e}", path.display()))
+            })?;
+            if certs.is_empty() {
+                return Err(AdminError(format!(
+                    "the CA file {} holds no certificate",
+                    path.display()
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| AdminError(format!("cannot build the admin client: {e}")))?;
+        let auth = match config.token.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(token) => {
+                let _ = crate::secrets::register("the admin token", token);
+                let mut value =
+                    HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                        AdminError("the admin token has characters not allowed in a header".into())
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(AdminClient { url, http, auth })
+    }
+
+    /// A client for `url` with the defaults of [`AdminConfig::new`].
+    pub fn at(url: &str) -> Result<Self, AdminError> {
+        Self::new(AdminConfig::new(url))
+    }
+
+    /// The API root.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.url));
+        match &self.auth {
+            Some(auth) => req.header(reqwest::header::AUTHORIZATION, auth.clone()),
+            None => req,
+        }
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> AdminError {
+        let kind = if e.is_timeout() {
+            "timed out"
+        } else if e.is_connect() {
+            "cannot connect"
+        } else {
+            "request failed"
+        };
+        let mut text = format!("{kind} calling {}: {e}", self.url);
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        AdminError(crate::secrets::redact_string(text))
+    }
+
+    /// Runs a SQL query and returns its rows.
+    pub async fn query(&self, sql: &str) -> Result<Vec<Value>, AdminError> {
+        let resp = self
+            .request(reqwest::Method::POST, "/query")
+            .header("accept", "application/json")
+            .json(&json!({ "query": sql }))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| self.unreachable(e))?;
+        if !status.is_success() {
+            let text = crate::secrets::redact(&text);
+            return Err(AdminError(format!("{status}: {}", text.trim())));
+        }
+        let body: Value = serde_json::from_str(&text)
+            .map_err(|e| AdminError(format!("unreadable reply from {}: {e}", self.url)))?;
+        Ok(body["rows"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// Asks Restate to cancel an invocation; answers the status Restate
+    /// gave (404: it is no longer running).
+    pub async fn cancel(&self, invocation: &str) -> Result<reqwest::StatusCode, AdminError> {
+        let id = quoted(invocation)?;
+        let path = format!("/invocations/{}/cancel", id.trim_matches('\''));
+        let resp = self
+            .request(reqwest::Method::PATCH, &path)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        Ok(resp.status())
+    }
+
+    /// Names of the `ctx.run` steps an invocation journaled, in order.
+    pub async fn step_names(&self, invocation: &str) -> Result<Vec<String>, AdminError> {
+        step_names(self, invocation).await
+    }
+
+    /// The turn an invocation ran, as a recording of its journaled steps.
+    pub async fn recording(&self, invocation: &str) -> Result<Recording, AdminError> {
+        recording(self, invocation).await
+    }
+}
+
+/// Runs a SQL query on the Restate admin API at `admin_url` (no token,
+/// default timeout) and returns its rows.
+pub async fn query(admin_url: &str, sql: &str) -> Result<Vec<Value>, AdminError> {
+    AdminClient::at(admin_url)?.query(sql).await
 }
 
 fn quoted(id: &str) -> Result<String, AdminError> {
@@ -43,9 +227,8 @@ fn quoted(id: &str) -> Result<String, AdminError> {
     Ok(format!("'{id}'"))
 }
 
-/// Names of the `ctx.run` steps an invocation journaled, in order.
-pub async fn step_names(admin_url: &str, invocation: &str) -> Result<Vec<String>, AdminError> {
-    Ok(recording(admin_url, invocation)
+async fn step_names(admin: &AdminClient, invocation: &str) -> Result<Vec<String>, AdminError> {
+    Ok(recording(admin, invocation)
         .await?
         .steps
         .into_iter()
@@ -53,16 +236,13 @@ pub async fn step_names(admin_url: &str, invocation: &str) -> Result<Vec<String>
         .collect())
 }
 
-/// The turn an invocation ran, as a recording of its journaled steps.
-pub async fn recording(admin_url: &str, invocation: &str) -> Result<Recording, AdminError> {
+async fn recording(admin: &AdminClient, invocation: &str) -> Result<Recording, AdminError> {
     let id = quoted(invocation)?;
-    let inv = query(
-        admin_url,
-        &format!(
+    let inv = admin
+        .query(&format!(
             "SELECT target_service_key, target_service_name FROM sys_invocation WHERE id = {id}"
-        ),
-    )
-    .await?;
+        ))
+        .await?;
     let Some(row) = inv.first() else {
         return Err(AdminError(format!("no invocation {invocation}")));
     };
@@ -77,13 +257,11 @@ pub async fn recording(admin_url: &str, invocation: &str) -> Result<Recording, A
     let session_id = super::store_session_id(object, key)
         .map_err(|e| AdminError(format!("invocation {invocation}: {e}")))?
         .to_string();
-    let rows = query(
-        admin_url,
-        &format!(
+    let rows = admin
+        .query(&format!(
             "SELECT index, entry_type, entry_json FROM sys_journal WHERE id = {id} ORDER BY index"
-        ),
-    )
-    .await?;
+        ))
+        .await?;
     let mut order: Vec<u64> = Vec::new();
     let mut results: HashMap<u64, Vec<u8>> = HashMap::new();
     for row in &rows {

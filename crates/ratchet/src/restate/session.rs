@@ -7,6 +7,7 @@
 //! one key): its claimed input is settled before any later input runs.
 
 use super::RestateJournal;
+use super::admin::{AdminClient, AdminConfig};
 use super::options::DurableOptions;
 pub use super::wire::{CancelReply, ConfigureBody, ConfigureReply, SubmitReply, TurnBody};
 use crate::ErrorCode;
@@ -26,8 +27,7 @@ use std::time::Duration;
 pub struct Session {
     rt: Runtime,
     name: String,
-    admin_url: String,
-    http: reqwest::Client,
+    admin: AdminClient,
     options: DurableOptions,
 }
 
@@ -48,24 +48,39 @@ pub fn store_session_id(object: &str, key: &str) -> Result<SessionId, crate::mod
 impl Session {
     /// A session object over a runtime whose store must be durable.
     pub fn new(rt: Runtime) -> Self {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
+        let admin = AdminClient::new(AdminConfig {
+            timeout: Duration::from_secs(5),
+            ..AdminConfig::new("http://127.0.0.1:9070")
+        })
+        .expect("the default admin config is valid");
         Session {
             rt,
             name: DEFAULT_OBJECT_NAME.into(),
-            admin_url: "http://127.0.0.1:9070".into(),
-            http,
+            admin,
             options: DurableOptions::default(),
         }
     }
 
-    /// The Restate admin API `cancel` uses (default `http://127.0.0.1:9070`).
-    pub fn with_admin_url(mut self, url: impl Into<String>) -> Self {
-        self.admin_url = url.into().trim_end_matches('/').to_string();
+    /// The Restate admin API `cancel` uses (default `http://127.0.0.1:9070`,
+    /// no token, 5 s timeout). A URL that is not http(s) is ignored with an
+    /// error logged; use [`with_admin`](Self::with_admin) to see the error.
+    pub fn with_admin_url(self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        match AdminClient::new(AdminConfig {
+            timeout: Duration::from_secs(5),
+            ..AdminConfig::new(url)
+        }) {
+            Ok(admin) => self.with_admin(admin),
+            Err(e) => {
+                tracing::error!(error = %e, "admin URL refused; keeping the previous one");
+                self
+            }
+        }
+    }
+
+    /// The admin API client `cancel` uses (token, timeout, https).
+    pub fn with_admin(mut self, admin: AdminClient) -> Self {
+        self.admin = admin;
         self
     }
 
@@ -236,18 +251,10 @@ impl Session {
         if !lease.owner.starts_with("inv_") {
             return reply(false, None, "the running turn is not a Restate invocation");
         }
-        let url = format!("{}/invocations/{}/cancel", self.admin_url, lease.owner);
-        let resp = self.http.patch(&url).send().await.map_err(|e| {
+        let status = self.admin.cancel(&lease.owner).await.map_err(|e| {
             let code = ErrorCode::RestateAdminUnreachable;
-            TerminalError::new_with_code(
-                code.http_status(),
-                format!(
-                    "{code}: cannot reach the Restate admin API at {}: {e}",
-                    self.admin_url
-                ),
-            )
+            TerminalError::new_with_code(code.http_status(), format!("{code}: {e}"))
         })?;
-        let status = resp.status();
         if status.is_success() {
             reply(true, Some(lease.owner), "cancellation requested")
         } else if status.as_u16() == 404 {
