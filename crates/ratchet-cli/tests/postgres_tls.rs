@@ -3,53 +3,14 @@
 //! every `sslmode` does what libpq's does, a host name mismatch is refused
 //! under verify-full, and a turn runs through the CLI over verified TLS.
 
+mod support;
+
 use ratchet::store::rules::StoreOptions;
 use ratchet::store::{PostgresStore, SslMode};
-use ratchet_testkit::harness::{PostgresServer, ServerTls};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
-use std::path::{Path, PathBuf};
+use ratchet_testkit::harness::PostgresServer;
+use std::path::Path;
 use std::process::Command;
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    Ca {
-        cert: params.self_signed(&key).unwrap(),
-        key,
-    }
-}
-
-/// A server certificate for `localhost` only, signed by `ca`.
-fn server_tls(ca: &Ca) -> ServerTls {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    ServerTls {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
+use support::pki::Ca;
 
 async fn connect(
     url: &str,
@@ -69,11 +30,11 @@ async fn connect(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sslmode_does_what_libpq_does_against_a_tls_only_server() {
     let dir = tempfile::tempdir().unwrap();
-    let ours = ca("ratchet test CA");
-    let other = ca("some other CA");
-    let ca_file = write(dir.path(), "ca.pem", &ours.cert.pem());
-    let other_file = write(dir.path(), "other.pem", &other.cert.pem());
-    let server = PostgresServer::start_tls(server_tls(&ours)).unwrap();
+    let ours = Ca::new("ratchet test CA");
+    let other = Ca::new("some other CA");
+    let ca_file = ours.write(dir.path(), "ca.pem");
+    let other_file = other.write(dir.path(), "other.pem");
+    let server = PostgresServer::start_tls(ours.localhost()).unwrap();
     let url = |host: &str| {
         format!(
             "postgres://ratchet:{}@{host}:{}/postgres",
