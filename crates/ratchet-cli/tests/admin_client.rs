@@ -12,10 +12,10 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+use support::http::{read_request, respond};
 use support::pki::Ca;
 use support::restate::{RestateServer, Service, e2e_lock, ratchet_bin};
 use support::rig::turn_body;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "admin-token-7f3a9c2e51";
 
@@ -55,16 +55,11 @@ async fn auth_proxy(tls: support::restate::ServerTls, upstream: String) -> (u16,
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let Some((head, body)) = read_request(&mut tls).await else {
+                let Some(req) = read_request(&mut tls).await else {
                     return;
                 };
-                let mut lines = head.lines();
-                let mut first = lines.next().unwrap_or("").split(' ');
-                let (method, path) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
-                let authorized = lines.any(|l| {
-                    l.to_ascii_lowercase().starts_with("authorization:")
-                        && l[14..].trim() == format!("Bearer {TOKEN}")
-                });
+                let authorized =
+                    req.header("authorization") == Some(format!("Bearer {TOKEN}").as_str());
                 let (status, reply) = if !authorized {
                     (
                         401,
@@ -72,12 +67,12 @@ async fn auth_proxy(tls: support::restate::ServerTls, upstream: String) -> (u16,
                     )
                 } else {
                     count.fetch_add(1, Ordering::SeqCst);
-                    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+                    let method = reqwest::Method::from_bytes(req.method.as_bytes()).unwrap();
                     let resp = http
-                        .request(method, format!("{upstream}{path}"))
+                        .request(method, format!("{upstream}{}", req.path))
                         .header("content-type", "application/json")
                         .header("accept", "application/json")
-                        .body(body)
+                        .body(req.body)
                         .send()
                         .await
                         .unwrap();
@@ -86,50 +81,11 @@ async fn auth_proxy(tls: support::restate::ServerTls, upstream: String) -> (u16,
                         resp.text().await.unwrap_or_default(),
                     )
                 };
-                let out = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{reply}",
-                    reply.len()
-                );
-                let _ = tls.write_all(out.as_bytes()).await;
-                let _ = tls.shutdown().await;
+                respond(&mut tls, status, &reply).await;
             });
         }
     });
     (port, forwarded)
-}
-
-/// One HTTP/1.1 request: its head and body.
-async fn read_request<S: AsyncReadExt + Unpin>(s: &mut S) -> Option<(String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let end = loop {
-        let n = s.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-    let len = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = buf[end..].to_vec();
-    while body.len() < len {
-        let n = s.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some((head, body))
 }
 
 fn config(url: &str, token: Option<&str>, ca: Option<&std::path::Path>) -> AdminConfig {

@@ -1,6 +1,7 @@
 //! Shared fixtures for integration tests.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod pki;
 pub mod restate;
 pub mod rig;

@@ -177,6 +177,11 @@ impl RestateServer {
         self.spawn()
     }
 
+    /// The server's base dir (its RocksDB files, logs and metadata).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// Registers a deployment.
     pub async fn register(&self, uri: &str) -> HarnessResult<()> {
         let body = serde_json::json!({"uri": uri, "force": true});
