@@ -204,6 +204,10 @@ pub async fn dispatch(command: Command) -> Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::IdentityKey { pem } => {
+            println!("{}", crate::serve::identity_public_key(&pem)?);
+            Ok(())
+        }
         Command::Chaos { quick, scenario } => crate::chaos::run(quick, scenario).await,
         Command::Serve {
             store,

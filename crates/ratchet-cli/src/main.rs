@@ -283,6 +283,14 @@ enum Command {
         #[command(flatten)]
         journal: JournalArgs,
     },
+    /// Print the Restate request identity public key (`publickeyv1_…`) of
+    /// an ed25519 private key PEM file, the value `serve --identity-key`
+    /// takes.
+    IdentityKey {
+        /// The PEM file restate-server's
+        /// `request-identity-private-key-pem-file` names.
+        pem: PathBuf,
+    },
     /// Run the crash matrix on a real restate-server: every fault point of
     /// every scenario, checked against a crash-free run.
     Chaos {
@@ -411,6 +419,10 @@ fn error_code_of(e: &anyhow::Error) -> Option<ratchet::ErrorCode> {
         c.downcast_ref::<EngineError>()
             .map(EngineError::code)
             .or_else(|| c.downcast_ref::<StoreError>().map(StoreError::code))
+            .or_else(|| {
+                c.downcast_ref::<ratchet::model::IdError>()
+                    .map(|_| ratchet::ErrorCode::InvalidInput)
+            })
     })
 }
 

@@ -50,6 +50,28 @@ pub fn durable_options(
     })
 }
 
+/// The Restate request identity public key of an ed25519 private key in
+/// PKCS#8 PEM: `publickeyv1_` and the base58 of the raw public key.
+pub fn identity_public_key(pem: &std::path::Path) -> Result<String> {
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject;
+    let key = PrivateKeyDer::from_pem_file(pem)
+        .map_err(|e| anyhow::anyhow!("{} holds no PEM private key: {e}", pem.display()))?;
+    let PrivateKeyDer::Pkcs8(der) = key else {
+        bail!(
+            "{} is not a PKCS#8 key (make one with: openssl genpkey -algorithm ed25519)",
+            pem.display()
+        );
+    };
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.secret_pkcs8_der())
+        .map_err(|_| anyhow::anyhow!("{} is not an ed25519 key", pem.display()))?;
+    use ring::signature::KeyPair;
+    Ok(format!(
+        "publickeyv1_{}",
+        bs58::encode(pair.public_key().as_ref()).into_string()
+    ))
+}
+
 /// Serves the endpoint until SIGTERM or Ctrl-C, then shuts down gracefully.
 pub async fn serve(args: &StoreArgs, settings: ServeSettings) -> Result<()> {
     let mut builder = Endpoint::builder();

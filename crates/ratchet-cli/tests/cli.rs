@@ -193,10 +193,8 @@ fn user_errors_are_one_clear_line_and_never_a_panic() {
             ],
             "rocket",
         ),
-        (
-            vec!["turn", "--session", "", "hi"],
-            "session id must not be empty",
-        ),
+        // A bad session id is a refused input (exit 2): see the corpus,
+        // tests/bad-input/cli.toml.
         (
             vec!["replay", "--recording", "missing.json"],
             "cannot read missing.json",

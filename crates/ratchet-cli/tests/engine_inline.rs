@@ -244,7 +244,7 @@ async fn retryable_provider_errors_are_retried_by_the_policy() {
 }
 
 #[tokio::test]
-async fn bad_input_commits_invalid_input_and_the_session_stays_usable() {
+async fn bad_input_is_refused_at_the_door_and_the_session_stays_usable() {
     let rt = scripted_runtime(memory(), json!({"responses": [{"text": "fine"}]}));
     let store = rt.store.clone();
     let r = runner(rt);
@@ -264,14 +264,17 @@ async fn bad_input_commits_invalid_input_and_the_session_stays_usable() {
             trace_turn_id: None,
         },
     ];
+    // Inputs that could never run are refused at the door: nothing stored.
     for input in bad {
-        let t = r.turn(&sid(), input, &CancelToken::new()).await.unwrap();
-        assert_eq!(t.outcome.stop_reason(), Some(StopReason::InvalidInput));
-        assert!(t.messages.is_empty());
+        let err = r
+            .turn(&sid(), input, &CancelToken::new())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_input", "{err}");
     }
-    // An input over the size limit could never be recorded: it is refused
-    // at the door, and nothing is stored.
-    let before = store.inbox(&sid()).await.unwrap().len();
+    // So is an input over the size limit, which could never be recorded.
+    let inbox_len = || async { store.inbox(&sid()).await.map_or(0, |i| i.len()) };
+    let before = inbox_len().await;
     let err = r
         .turn(
             &sid(),
@@ -281,20 +284,23 @@ async fn bad_input_commits_invalid_input_and_the_session_stays_usable() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "payload_too_large", "{err}");
-    assert_eq!(store.inbox(&sid()).await.unwrap().len(), before);
-    assert_eq!(store.head(&sid()).await.unwrap().version, 3);
-    let events = store.events_after(&sid(), 0, 100).await.unwrap();
-    let errors = events
-        .iter()
-        .filter(|e| matches!(&e.event.kind, ratchet::model::EventKind::Error { code, .. } if code == "invalid_input"))
-        .count();
-    assert_eq!(errors, 3);
+    assert_eq!(inbox_len().await, before);
+    assert_eq!(before, 0, "no refused input was stored");
+    assert!(store.head(&sid()).await.is_err(), "no session was created");
     let ok = r
         .turn(&sid(), TurnInput::text("hello"), &CancelToken::new())
         .await
         .unwrap();
     assert_eq!(ok.outcome.answer_text(), Some("fine"));
-    assert_eq!(ok.turn_index, 3);
+    assert_eq!(ok.turn_index, 0);
+    assert!(
+        store
+            .events_after(&sid(), 0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| !matches!(&e.event.kind, ratchet::model::EventKind::Error { .. }))
+    );
 }
 
 #[tokio::test]

@@ -149,3 +149,40 @@ fn a_malformed_identity_key_stops_serve_with_a_clear_error() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn identity_key_prints_the_public_key_restate_derives() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |pem: &std::path::Path| {
+        std::process::Command::new(ratchet_bin())
+            .arg("identity-key")
+            .arg(pem)
+            .output()
+            .unwrap()
+    };
+    // restate-server's own known answer for this key.
+    let known = dir.path().join("known.pem");
+    std::fs::write(
+        &known,
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIPe++4ZTPQDF81otpoU/mOGHC2vOAVp9WbiCblvn3nXO\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let out = run(&known);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "publickeyv1_AfQwmwfgEZhrWpvv8N52SHpRtZqGGaFr4AZN6qtYWSiY"
+    );
+    // A fresh key: the same string the test derives itself.
+    let (pem, public) = identity(dir.path(), "fresh");
+    let out = run(std::path::Path::new(&pem));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), public);
+    // Not a key: a clear error.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "hello").unwrap();
+    let out = run(&junk);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("no PEM private key"),
+        "{stderr}"
+    );
+}

@@ -18,6 +18,9 @@ use std::process::Command;
 use support::restate::{PostgresServer, RestateServer, Service, e2e_lock, ratchet_bin};
 use support::rig::turn_body;
 
+/// A session name, a `--store` spec and extra environment.
+type StoreForm<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
 struct Secrets {
     api_key: String,
     db_password: String,
@@ -271,7 +274,7 @@ async fn no_planted_secret_reaches_any_sink() {
     );
     let no_password = format!("postgres:postgres://ratchet@{host}:{port}/postgres");
     let pgpassword = [("PGPASSWORD", s.db_password.as_str())];
-    let forms: [(&str, &str, &[(&str, &str)]); 4] = [
+    let forms: [StoreForm; 4] = [
         ("pg-userinfo", &userinfo, &[]),
         ("pg-query", &query, &[]),
         ("pg-keyvalue", &keyvalue, &[]),
@@ -280,7 +283,7 @@ async fn no_planted_secret_reaches_any_sink() {
     for (session, store, env) in forms {
         inline_session(d, &base, &s, env, &["--store", store], session);
         // A store that cannot be reached: the error names it, masked.
-        let wrong = store.replace(&format!("{port}"), "1");
+        let wrong = store.replace(port.as_str(), "1");
         let refused = cli(
             d,
             &base,

@@ -1,8 +1,9 @@
 //! Admission: what `submit`, `turn` and the CLI check before anything is
 //! stored, on both tiers. Whatever passes here can run: its ids make valid
-//! turn and journal names and its size fits every record it will be part
-//! of. Content problems a turn can report (an empty input, say) are left to
-//! the turn, which commits them as `Stopped(InvalidInput)` in FIFO order.
+//! turn and journal names, its size fits every record it will be part of,
+//! and its content is what prepare accepts (items present, some text or a
+//! resolvable image). Prepare checks the content again, for inputs stored
+//! by older builds; only a plugin's veto stops an admitted input.
 
 use super::{EngineError, TurnRequest};
 use crate::ErrorCode;
@@ -78,6 +79,7 @@ pub fn admit(
             message: format!("input is {size} bytes, over the limit of {max_input_bytes}"),
         });
     }
+    super::prepare::validate_input(&input, max_input_bytes).map_err(invalid)?;
     let input_id = match &input.input_id {
         Some(id) => {
             check_external_id("input_id", id)?;
@@ -106,9 +108,12 @@ pub fn admit(
 /// Admits a session command: its id (the caller's, checked like an input
 /// id, else `derive()`) and the inbox entry that carries it. It applies at
 /// the claim of the session's next input, in FIFO order.
+/// A system prompt may be as large as an input: it is part of every model
+/// request and of the prepare step's record, so a larger one could never run.
 pub fn admit_command(
     command: SessionCommand,
     command_id: Option<String>,
+    max_input_bytes: usize,
     derive: impl FnOnce() -> String,
 ) -> Result<NewInboxEntry, EngineError> {
     let id = match command_id {
@@ -118,8 +123,20 @@ pub fn admit_command(
         }
         None => derive(),
     };
-    if let SessionCommand::SetContextLimit { max_messages: 0 } = command {
-        return Err(invalid("max_messages must be at least 1".into()));
+    match &command {
+        SessionCommand::SetContextLimit { max_messages: 0 } => {
+            return Err(invalid("max_messages must be at least 1".into()));
+        }
+        SessionCommand::SetSystemPrompt { prompt } if prompt.len() > max_input_bytes => {
+            return Err(EngineError::InvalidInput {
+                code: ErrorCode::PayloadTooLarge,
+                message: format!(
+                    "the system prompt is {} bytes, over the limit of {max_input_bytes}",
+                    prompt.len()
+                ),
+            });
+        }
+        _ => {}
     }
     Ok(NewInboxEntry {
         id,

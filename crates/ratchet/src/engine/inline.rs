@@ -87,7 +87,8 @@ impl InlineRunner {
         command: crate::model::SessionCommand,
         command_id: Option<String>,
     ) -> Result<Enqueued, EngineError> {
-        let entry = super::admit_command(command, command_id, || {
+        let max = self.rt.config.max_input_bytes;
+        let entry = super::admit_command(command, command_id, max, || {
             format!("cmd-{}", uuid::Uuid::new_v4())
         })?;
         Ok(self.rt.store.enqueue(session, entry).await?)
@@ -303,6 +304,22 @@ pub async fn replay(rt: &Runtime, recording: &Recording) -> Result<ReplayReport,
         .map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
     let turn_id =
         TurnId::new(&recording.turn_id).map_err(|e| EngineError::InvalidRequest(e.to_string()))?;
+    if recording.steps.is_empty() {
+        return Err(EngineError::InvalidRequest(
+            "the recording has no steps: there is nothing to replay".into(),
+        ));
+    }
+    let own = |t: &str| {
+        t == recording.turn_id
+            || t.strip_prefix(recording.turn_id.as_str())
+                .is_some_and(|rest| rest.starts_with(':'))
+    };
+    if let Some(stray) = recording.steps.iter().find(|s| !own(&s.turn_id)) {
+        return Err(EngineError::InvalidRequest(format!(
+            "the recording's step '{}' belongs to turn '{}', not to the recorded turn '{}'",
+            stray.step, stray.turn_id, recording.turn_id
+        )));
+    }
     let journal = ReplayJournal::new(recording);
     let mut offline = rt.clone();
     offline.store = Arc::new(crate::store::MemoryStore::new());

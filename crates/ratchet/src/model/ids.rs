@@ -24,12 +24,18 @@ pub enum IdError {
         /// Its length in bytes.
         len: usize,
     },
-    /// The id holds a control character.
-    #[error("{kind} id must not contain control characters")]
+    /// The id holds a control character or a bidirectional override
+    /// (which makes an id print as another one).
+    #[error("{kind} id must not contain control characters or bidirectional overrides")]
     ControlChar {
         /// Which kind of id.
         kind: &'static str,
     },
+}
+
+/// Unicode's bidirectional embedding, override and isolate controls.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 fn validate(kind: &'static str, s: &str) -> Result<(), IdError> {
@@ -39,7 +45,7 @@ fn validate(kind: &'static str, s: &str) -> Result<(), IdError> {
     if s.len() > MAX_ID_LEN {
         return Err(IdError::TooLong { kind, len: s.len() });
     }
-    if s.chars().any(char::is_control) {
+    if s.chars().any(|c| c.is_control() || is_bidi_control(c)) {
         return Err(IdError::ControlChar { kind });
     }
     Ok(())

@@ -425,7 +425,8 @@ impl Session {
             command,
             command_id,
         } = body.into_inner();
-        let entry = admit_command(command, command_id, || derived).map_err(handler_error)?;
+        let max = self.rt.config.max_input_bytes;
+        let entry = admit_command(command, command_id, max, || derived).map_err(handler_error)?;
         let store = self.rt.store.clone();
         let reply = ctx
             .run(|| async move {

@@ -25,6 +25,25 @@ pub(super) fn entries(script: &Script) -> Box<dyn Iterator<Item = (Slot, &Script
 
 /// Checks the rules serde cannot express.
 pub(super) fn validate(script: &Script, origin: &str) -> Result<(), ScriptError> {
+    let invalid = |at: String, reason: &str| ScriptError::Invalid {
+        origin: origin.to_string(),
+        at,
+        reason: reason.to_string(),
+    };
+    if entries(script).next().is_none() {
+        return Err(invalid(
+            "script".into(),
+            "has no responses, so it could answer no model call",
+        ));
+    }
+    if let Script::Turns(turns) = script
+        && let Some(empty) = turns.iter().position(Vec::is_empty)
+    {
+        return Err(invalid(
+            format!("turns[{empty}]"),
+            "has no responses, so that turn could not run",
+        ));
+    }
     for (slot, entry) in entries(script) {
         check_entry(entry).map_err(|reason| ScriptError::Invalid {
             origin: origin.to_string(),
