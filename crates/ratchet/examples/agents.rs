@@ -126,6 +126,8 @@ fn env_path(key: &str, default: &str) -> PathBuf {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Every secret the environment holds is masked wherever ratchet writes.
+    ratchet::secrets::register_from_env();
     let db = env_path("AGENTS_DB", "agents.db");
     let ledger = env_path("AGENTS_LEDGER", "ledger.jsonl");
     let listen = std::env::var("AGENTS_LISTEN").unwrap_or_else(|_| "127.0.0.1:9080".into());
@@ -148,7 +150,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .store(store)
         .model(Arc::new(DemoModel::new()))
         .tool(Arc::new(Calculator));
-    let endpoint = Endpoint::builder().bind(Greeter);
+    // Only a restate-server signing with the matching private key gets in.
+    let mut endpoint = Endpoint::builder().bind(Greeter);
+    for key in std::env::var("AGENTS_IDENTITY_KEYS")
+        .unwrap_or_default()
+        .split(',')
+    {
+        if !key.trim().is_empty() {
+            endpoint = endpoint.identity_key(key.trim())?;
+        }
+    }
     let endpoint = billing.bind(endpoint)?;
     let endpoint = support.bind(endpoint)?.build();
     let listener = tokio::net::TcpListener::bind(&listen).await?;
