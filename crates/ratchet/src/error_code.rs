@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 macro_rules! codes {
-    ($($(#[$doc:meta])* $variant:ident = $text:literal => $status:literal, $retry:literal;)*) => {
+    ($($(#[doc = $doc:literal])* $variant:ident = $text:literal => $status:literal, $retry:literal;)*) => {
         /// A stable machine code of an error.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum ErrorCode {
-            $($(#[$doc])* $variant,)*
+            $($(#[doc = $doc])* $variant,)*
         }
 
         impl ErrorCode {
@@ -31,6 +31,13 @@ macro_rules! codes {
             pub fn http_status(self) -> u16 {
                 match self {
                     $(ErrorCode::$variant => $status,)*
+                }
+            }
+
+            /// What the code means (its documentation).
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => concat!($($doc),*).trim_ascii_start(),)*
                 }
             }
 
@@ -57,7 +64,7 @@ macro_rules! codes {
 codes! {
     /// The request is malformed.
     InvalidRequest = "invalid_request" => 400, false;
-    /// An input refused at the door (ids, trace turn ids).
+    /// An input refused at the door: its ids, content or commands.
     InvalidInput = "invalid_input" => 400, false;
     /// A store argument is empty or malformed.
     InvalidArgument = "invalid_argument" => 400, false;

@@ -20,3 +20,4 @@ pub use session::{
     CancelReply, ConfigureBody, ConfigureReply, DEFAULT_OBJECT_NAME, Session, SubmitReply,
     TurnBody, check_object_name, store_session_id,
 };
+pub use wire::{Empty, NoInput, Reply, Request};

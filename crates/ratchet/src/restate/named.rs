@@ -49,10 +49,10 @@ impl Service for NamedSession {
             dispatch!(ctx, session,
                 "turn" => turn(input),
                 "submit" => submit(input),
-                "drain" => drain(),
+                "drain" => drain(input),
                 "configure" => configure(input),
-                "cancel" => cancel(),
-                "view" => view(),
+                "cancel" => cancel(input),
+                "view" => view(input),
             );
             ctx.end();
             Ok(())

@@ -9,7 +9,9 @@
 use super::RestateJournal;
 use super::admin::{AdminClient, AdminConfig};
 use super::options::DurableOptions;
-pub use super::wire::{CancelReply, ConfigureBody, ConfigureReply, SubmitReply, TurnBody};
+pub use super::wire::{
+    CancelReply, ConfigureBody, ConfigureReply, Empty, Reply, Request, SubmitReply, TurnBody,
+};
 use crate::ErrorCode;
 use crate::engine::service::{read_committed, read_next_input};
 use crate::engine::{
@@ -120,7 +122,7 @@ impl Session {
     /// Sends `drain` to this object's own key (one-way).
     fn send_drain<'c>(&self, ctx: &impl ContextClient<'c>, key: &str) {
         let target = restate_sdk::context::RequestTarget::object(&self.name, key, "drain");
-        ctx.request::<(), ()>(target, ()).send();
+        ctx.request::<Empty, ()>(target, Empty::none()).send();
     }
 }
 
@@ -319,10 +321,10 @@ impl Session {
     pub(super) async fn turn(
         &self,
         mut ctx: ObjectContext<'_>,
-        body: Json<TurnBody>,
-    ) -> Result<Json<TurnResult>, HandlerError> {
+        body: Request<TurnBody>,
+    ) -> Result<Reply<TurnResult>, HandlerError> {
         let derived = format!("in-{}", ctx.rand_uuid());
-        let (sid, admitted) = self.admit_at(ctx.key(), body.into_inner().input, derived)?;
+        let (sid, admitted) = self.admit_at(ctx.key(), body.into_inner()?.input, derived)?;
         let owner = ctx.invocation_id().to_string();
         let (journal, reads) = (RestateJournal::new(&ctx), RestateReads::new(&ctx, &self.rt));
         let cancel = CancelToken::new();
@@ -337,7 +339,7 @@ impl Session {
             )
             .await
             .map_err(handler_error)?;
-        Ok(Json(result))
+        Ok(Reply(result))
     }
 
     /// Adds an input to the inbox (idempotent by input id) and asks `drain`
@@ -348,10 +350,10 @@ impl Session {
     pub(super) async fn submit(
         &self,
         mut ctx: SharedObjectContext<'_>,
-        body: Json<TurnBody>,
-    ) -> Result<Json<SubmitReply>, HandlerError> {
+        body: Request<TurnBody>,
+    ) -> Result<Reply<SubmitReply>, HandlerError> {
         let derived = format!("in-{}", ctx.rand_uuid());
-        let (sid, admitted) = self.admit_at(ctx.key(), body.into_inner().input, derived)?;
+        let (sid, admitted) = self.admit_at(ctx.key(), body.into_inner()?.input, derived)?;
         let store = self.rt.store.clone();
         let reply = ctx
             .run(|| async move {
@@ -372,7 +374,7 @@ impl Session {
         // still does, and settles the killed drain's input.
         self.send_drain(&ctx, ctx.key());
         self.send_drain(&ctx, ctx.key());
-        Ok(Json(reply))
+        Ok(Reply(reply))
     }
 
     /// Runs the earliest live input as a turn, then sends the next `drain`
@@ -382,7 +384,9 @@ impl Session {
     pub(super) async fn drain(
         &self,
         ctx: ObjectContext<'_>,
-    ) -> Result<Json<Option<TurnResult>>, HandlerError> {
+        input: Empty,
+    ) -> Result<Reply<Option<TurnResult>>, HandlerError> {
+        input.check()?;
         self.require_durable()?;
         let sid = self.session_of(ctx.key())?;
         let owner = ctx.invocation_id().to_string();
@@ -406,7 +410,7 @@ impl Session {
                 ran = Some(result);
             }
         }
-        Ok(Json(ran))
+        Ok(Reply(ran))
     }
 
     /// Queues a session command (a system prompt, a context limit): it
@@ -416,15 +420,15 @@ impl Session {
     pub(super) async fn configure(
         &self,
         mut ctx: SharedObjectContext<'_>,
-        body: Json<ConfigureBody>,
-    ) -> Result<Json<ConfigureReply>, HandlerError> {
+        body: Request<ConfigureBody>,
+    ) -> Result<Reply<ConfigureReply>, HandlerError> {
         self.require_durable()?;
         let sid = self.session_of(ctx.key())?;
         let derived = format!("cmd-{}", ctx.rand_uuid());
         let ConfigureBody {
             command,
             command_id,
-        } = body.into_inner();
+        } = body.into_inner()?;
         let max = self.rt.config.max_input_bytes;
         let entry = admit_command(command, command_id, max, || derived).map_err(handler_error)?;
         let store = self.rt.store.clone();
@@ -440,7 +444,7 @@ impl Session {
             .name("enqueue_command")
             .await?
             .into_inner();
-        Ok(Json(reply))
+        Ok(Reply(reply))
     }
 
     /// Asks the running turn to stop: it commits `Stopped(Cancelled)`, keeps
@@ -450,13 +454,15 @@ impl Session {
     pub(super) async fn cancel(
         &self,
         ctx: SharedObjectContext<'_>,
-    ) -> Result<Json<CancelReply>, HandlerError> {
+        input: Empty,
+    ) -> Result<Reply<CancelReply>, HandlerError> {
+        input.check()?;
         let sid = self.session_of(ctx.key())?;
         let reply = ctx
             .run(|| self.cancel_running(sid.clone()))
             .name("cancel")
             .await?;
-        Ok(reply)
+        Ok(Reply(reply.into_inner()))
     }
 
     /// The session's head, its most recent messages and the first page of
@@ -466,11 +472,13 @@ impl Session {
     pub(super) async fn view(
         &self,
         ctx: SharedObjectContext<'_>,
-    ) -> Result<Json<SessionView>, HandlerError> {
+        input: Empty,
+    ) -> Result<Reply<SessionView>, HandlerError> {
+        input.check()?;
         let sid = self.session_of(ctx.key())?;
         let view = view_of(self.rt.store.as_ref(), &sid)
             .await
             .map_err(store_err)?;
-        Ok(Json(view))
+        Ok(Reply(view))
     }
 }

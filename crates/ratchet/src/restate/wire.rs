@@ -58,3 +58,142 @@ pub struct CancelReply {
     /// What happened.
     pub message: String,
 }
+
+/// A handler's JSON request. ratchet decodes it itself, so a body that does
+/// not decode is `400 invalid_request: …` like every other refusal (not
+/// the SDK's own message), and the manifest publishes the same standard
+/// schema as `proto/`.
+pub struct Request<T>(Result<T, String>);
+
+impl<T> Request<T> {
+    /// The decoded request, or the `400 invalid_request` it earns.
+    pub fn into_inner(self) -> Result<T, restate_sdk::errors::HandlerError> {
+        self.0.map_err(|e| {
+            restate_sdk::errors::TerminalError::new_with_code(
+                400,
+                format!("invalid_request: the body does not decode: {e}"),
+            )
+            .into()
+        })
+    }
+}
+
+impl<T> From<T> for Request<T> {
+    fn from(value: T) -> Self {
+        Request(Ok(value))
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> restate_sdk::serde::Deserialize for Request<T> {
+    type Error = std::convert::Infallible;
+
+    fn deserialize(bytes: &mut bytes::Bytes) -> Result<Self, Self::Error> {
+        Ok(Request(
+            serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        ))
+    }
+}
+
+impl<T: Serialize> restate_sdk::serde::Serialize for Request<T> {
+    type Error = serde_json::Error;
+
+    fn serialize(&self) -> Result<bytes::Bytes, Self::Error> {
+        match &self.0 {
+            Ok(v) => serde_json::to_vec(v).map(bytes::Bytes::from),
+            Err(e) => Err(serde::ser::Error::custom(e)),
+        }
+    }
+}
+
+impl<T: JsonSchema> restate_sdk::serde::PayloadMetadata for Request<T> {
+    fn json_schema() -> Option<serde_json::Value> {
+        Some(super::schemas::schema::<T>())
+    }
+}
+
+/// A handler's JSON reply, published with its standard schema.
+pub struct Reply<T>(pub T);
+
+impl<T: Serialize> restate_sdk::serde::Serialize for Reply<T> {
+    type Error = serde_json::Error;
+
+    fn serialize(&self) -> Result<bytes::Bytes, Self::Error> {
+        serde_json::to_vec(&self.0).map(bytes::Bytes::from)
+    }
+}
+
+impl<T: serde::de::DeserializeOwned> restate_sdk::serde::Deserialize for Reply<T> {
+    type Error = serde_json::Error;
+
+    fn deserialize(bytes: &mut bytes::Bytes) -> Result<Self, Self::Error> {
+        serde_json::from_slice(bytes).map(Reply)
+    }
+}
+
+impl<T: JsonSchema> restate_sdk::serde::PayloadMetadata for Reply<T> {
+    fn json_schema() -> Option<serde_json::Value> {
+        Some(super::schemas::schema::<T>())
+    }
+}
+
+/// The request of `view`, `cancel` and `drain`: nothing, or an empty JSON
+/// object (what typed clients such as `@restatedev/restate-sdk-clients`
+/// send), with or without a content type. Anything else is
+/// `400 invalid_request`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoInput {}
+
+/// A [`NoInput`] as received: accepted or refused.
+pub struct Empty(Result<(), String>);
+
+impl Empty {
+    /// No input, to send.
+    pub fn none() -> Self {
+        Empty(Ok(()))
+    }
+
+    /// `Ok` for no body or `{}`, else the `400 invalid_request` it earns.
+    pub fn check(self) -> Result<(), restate_sdk::errors::HandlerError> {
+        Request::<()>(self.0).into_inner()
+    }
+}
+
+impl restate_sdk::serde::Deserialize for Empty {
+    type Error = std::convert::Infallible;
+
+    fn deserialize(bytes: &mut bytes::Bytes) -> Result<Self, Self::Error> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Empty(Ok(())));
+        }
+        let refused = |what: String| format!("this handler takes no input, or {{}}; got {what}");
+        let parsed = match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(serde_json::Value::Object(map)) if map.is_empty() => Ok(()),
+            Ok(serde_json::Value::Null) => Ok(()),
+            Ok(other) => Err(refused(format!("{:.60}", other.to_string()))),
+            Err(e) => Err(refused(format!("no JSON: {e}"))),
+        };
+        Ok(Empty(parsed))
+    }
+}
+
+impl restate_sdk::serde::Serialize for Empty {
+    type Error = std::convert::Infallible;
+
+    fn serialize(&self) -> Result<bytes::Bytes, Self::Error> {
+        Ok(bytes::Bytes::new())
+    }
+}
+
+impl restate_sdk::serde::PayloadMetadata for Empty {
+    fn json_schema() -> Option<serde_json::Value> {
+        Some(super::schemas::schema::<NoInput>())
+    }
+
+    fn input_metadata() -> restate_sdk::serde::InputMetadata {
+        restate_sdk::serde::InputMetadata {
+            accept_content_type: "application/json",
+            is_required: false,
+        }
+    }
+}
