@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds ratchet and runs every test: unit, store conformance (memory,
 # SQLite, PostgreSQL), engine, CLI, the end-to-end tests against a real
-# restate-server and PostgreSQL, the replay corpus on a
+# restate-server and PostgreSQL, the TypeScript client check (its npm
+# packages installed from the registry by tests/typescript_client.rs at the
+# versions of clients/typescript/package-lock.json), the replay corpus on a
 # build whose step order changed, and the quick crash matrix.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail

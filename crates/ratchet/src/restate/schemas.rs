@@ -28,7 +28,8 @@ pub fn schema<T: JsonSchema>() -> Value {
 ///   becomes an `allOf` of the reference and the constraints, which code
 ///   generators read as an intersection instead of dropping the siblings;
 /// - an "any JSON" schema (`true`, or one with no type-defining keyword)
-///   names every JSON type, so generators do not assume an object.
+///   is an `anyOf` of every JSON type, so generators do not assume an
+///   object and strict validators accept it.
 pub fn standard(v: &mut Value) {
     match v {
         Value::Object(map) => {
@@ -50,13 +51,20 @@ pub fn standard(v: &mut Value) {
             any_json(map);
         }
         Value::Array(items) => items.iter_mut().for_each(standard),
-        Value::Bool(true) => *v = json!({ "type": ANY_JSON }),
+        Value::Bool(true) => *v = json!({ "anyOf": any_json_types() }),
         _ => {}
     }
 }
 
 /// Every JSON type: what an "any JSON value" field is.
 const ANY_JSON: [&str; 6] = ["null", "boolean", "number", "string", "array", "object"];
+
+/// One schema per JSON type, for an `anyOf`: strict ajv refuses a `type`
+/// array of unrelated types, and code generators read the `anyOf` as the
+/// union of all JSON values.
+fn any_json_types() -> Value {
+    ANY_JSON.iter().map(|t| json!({ "type": t })).collect()
+}
 
 fn integer_bounds(map: &mut Map<String, Value>) {
     let Some(format) = map.get("format").and_then(Value::as_str) else {
@@ -123,7 +131,7 @@ const TYPING: [&str; 12] = [
 
 fn any_json(map: &mut Map<String, Value>) {
     if !TYPING.iter().any(|k| map.contains_key(*k)) && !map.contains_key("$schema") {
-        map.insert("type".into(), json!(ANY_JSON));
+        map.insert("anyOf".into(), any_json_types());
     }
 }
 
@@ -241,8 +249,9 @@ mod tests {
         );
         assert_eq!(p["k"]["maximum"], json!(u32::MAX));
         assert!(p["k"].get("format").is_none());
-        assert_eq!(p["value"]["type"], json!(ANY_JSON));
-        assert_eq!(p["loose"], json!({"type": ANY_JSON}));
+        assert_eq!(p["value"]["anyOf"], any_json_types());
+        assert_eq!(p["value"]["anyOf"][5], json!({"type": "object"}));
+        assert_eq!(p["loose"], json!({"anyOf": any_json_types()}));
         assert_eq!(
             p["variant"],
             json!({"description": "d", "allOf": [{"$ref": "#/$defs/X"},

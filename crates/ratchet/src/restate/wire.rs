@@ -136,9 +136,11 @@ impl<T: JsonSchema> restate_sdk::serde::PayloadMetadata for Reply<T> {
     }
 }
 
-/// The request of `view`, `cancel` and `drain`: nothing, or an empty JSON
-/// object (what typed clients such as `@restatedev/restate-sdk-clients`
-/// send), with or without a content type. Anything else is
+/// The request of `view`, `cancel` and `drain`: nothing (no body and no
+/// content type), or an empty JSON object sent as `application/json` (what
+/// a typed client such as `@restatedev/restate-sdk-clients` sends for
+/// `view({})`). Restate's ingress refuses `application/json` with an empty
+/// body and `{}` without a content type; anything else is
 /// `400 invalid_request`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
