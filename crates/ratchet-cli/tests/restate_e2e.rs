@@ -313,6 +313,35 @@ async fn cancel_mid_turn_commits_cancelled_and_a_new_turn_succeeds() {
         "the completed tool result is kept"
     );
     assert!(results[1..].iter().all(|p| p["is_error"] == true));
+    // The cancelled turn replays cleanly on the same build: the step the
+    // cancel signal overtook is recorded, and replay refuses it as cancelled
+    // just as the orchestrator did.
+    let bin = ratchet_bin();
+    let export = std::process::Command::new(&bin)
+        .args(["export", "--invocation", &inv, "--admin", &rig.server.admin])
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let recording: Value = serde_json::from_slice(&export.stdout).unwrap();
+    assert!(recording["cancelled_at"].is_string(), "{recording}");
+    let file = rig.dir.path().join("cancelled.json");
+    std::fs::write(&file, &export.stdout).unwrap();
+    let replay = std::process::Command::new(&bin)
+        .arg("replay")
+        .arg("--recording")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        replay.status.success() && said.contains("replay ok"),
+        "{said}{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
     let store = rig.store();
     assert!(
         store.current_lease(&sid("s1")).await.unwrap().is_none(),

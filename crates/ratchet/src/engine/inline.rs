@@ -262,6 +262,7 @@ impl InlineRunner {
             turn_id: root.to_string(),
             input_id,
             steps,
+            cancelled_at: None,
         })
     }
 }

@@ -64,6 +64,11 @@ pub struct Recording {
     pub input_id: String,
     /// Steps in the order they ran.
     pub steps: Vec<StepRecord>,
+    /// When the invocation was cancelled: the step whose journal entry came
+    /// first after the cancel signal. Its body ran and is recorded, but the
+    /// turn saw it as cancelled, and settled so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<String>,
 }
 
 /// The recording format this build writes and reads.

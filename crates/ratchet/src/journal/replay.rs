@@ -9,6 +9,7 @@ use std::sync::Mutex;
 pub struct ReplayJournal {
     steps: Vec<StepRecord>,
     cursor: Mutex<usize>,
+    cancelled_at: Option<String>,
 }
 
 impl ReplayJournal {
@@ -17,6 +18,7 @@ impl ReplayJournal {
         ReplayJournal {
             steps: recording.steps.clone(),
             cursor: Mutex::new(0),
+            cancelled_at: recording.cancelled_at.clone(),
         }
     }
 
@@ -53,6 +55,11 @@ impl Journal for ReplayJournal {
         };
         check_record(record, turn, name, input_hash)?;
         *cursor += 1;
+        // The step the cancel signal overtook: recorded, but the turn got
+        // `cancelled` from it, as it does here.
+        if self.cancelled_at.as_deref() == Some(name) {
+            return Err(JournalError::Cancelled);
+        }
         Ok(record.output.clone())
     }
 }

@@ -263,11 +263,21 @@ async fn recording(admin: &AdminClient, invocation: &str) -> Result<Recording, A
         ))
         .await?;
     let mut order: Vec<u64> = Vec::new();
+    // The first run after Restate's cancel signal (signal 1) is the step
+    // the turn saw as cancelled.
+    let mut signalled = false;
+    let mut cancelled_run: Option<u64> = None;
     let mut results: HashMap<u64, Vec<u8>> = HashMap::new();
     for row in &rows {
         let entry: Value = serde_json::from_str(row["entry_json"].as_str().unwrap_or("null"))
             .unwrap_or(Value::Null);
+        if entry["Notification"]["Signal"]["id"]["Index"].as_u64() == Some(1) {
+            signalled = true;
+        }
         if let Some(n) = entry["Command"]["Run"]["completion_id"].as_u64() {
+            if signalled && cancelled_run.is_none() {
+                cancelled_run = Some(n);
+            }
             order.push(n);
         }
         let done = &entry["Notification"]["Completion"]["Run"];
@@ -284,6 +294,10 @@ async fn recording(admin: &AdminClient, invocation: &str) -> Result<Recording, A
             );
         }
     }
+    let cancelled_at = cancelled_run
+        .and_then(|n| results.get(&n))
+        .and_then(|bytes| serde_json::from_slice::<StepRecord>(bytes).ok())
+        .map(|record| record.step);
     // Steps are the runs whose result is a step record; the handler's own
     // runs (enqueue, next_input, ...) are not part of the turn.
     let mut steps: Vec<StepRecord> = order
@@ -317,5 +331,6 @@ async fn recording(admin: &AdminClient, invocation: &str) -> Result<Recording, A
         turn_id: first.turn_id.clone(),
         input_id,
         steps,
+        cancelled_at,
     })
 }
