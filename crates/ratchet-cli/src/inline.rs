@@ -14,9 +14,7 @@ use std::sync::Arc;
 
 /// The admin API client the journal flags describe.
 fn admin_client(journal: &JournalArgs) -> Result<admin::AdminClient> {
-    Ok(admin::AdminClient::new(
-        journal.access.config(&journal.admin),
-    )?)
+    Ok(admin::AdminClient::new(journal.access.config())?)
 }
 
 fn session(s: &str) -> Result<SessionId> {
@@ -213,7 +211,6 @@ pub async fn dispatch(command: Command) -> Result<()> {
             store,
             listen,
             with_floor,
-            restate_admin,
             admin_access,
             identity_keys,
             agents,
@@ -225,7 +222,7 @@ pub async fn dispatch(command: Command) -> Result<()> {
             let settings = crate::serve::ServeSettings {
                 listen,
                 agents,
-                admin: admin_access.config(&restate_admin),
+                admin: admin_access.config(),
                 identity_keys,
                 with_floor,
                 shutdown_timeout: std::time::Duration::from_millis(shutdown_timeout_ms),

@@ -109,20 +109,22 @@ struct JournalArgs {
     /// A Restate invocation id: read the turn from its journal.
     #[arg(long)]
     invocation: Option<String>,
-    /// The Restate admin API.
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:9070",
-        env = "RATCHET_RESTATE_ADMIN"
-    )]
-    admin: String,
     #[command(flatten)]
     access: AdminAccess,
 }
 
-/// How to reach the Restate admin API beyond its URL.
+/// How to reach the Restate admin API (`cancel`, export and replay of a
+/// durable turn).
 #[derive(Args, Clone)]
 struct AdminAccess {
+    /// The Restate admin API: http or https.
+    #[arg(
+        long = "restate-admin",
+        visible_alias = "admin",
+        default_value = "http://127.0.0.1:9070",
+        env = "RATCHET_RESTATE_ADMIN"
+    )]
+    restate_admin: String,
     /// Bearer token for an admin API behind an authenticating proxy
     /// (prefer the environment variable: flags show in `ps`).
     #[arg(long, env = "RATCHET_RESTATE_ADMIN_TOKEN", hide_env_values = true)]
@@ -140,10 +142,10 @@ struct AdminAccess {
 }
 
 impl AdminAccess {
-    /// The admin config for `url` with these settings.
-    fn config(&self, url: &str) -> ratchet::restate::admin::AdminConfig {
+    /// The admin client's settings.
+    fn config(&self) -> ratchet::restate::admin::AdminConfig {
         ratchet::restate::admin::AdminConfig {
-            url: url.to_string(),
+            url: self.restate_admin.clone(),
             token: self.admin_token.clone(),
             timeout: std::time::Duration::from_millis(self.admin_timeout_ms),
             ca_file: self.admin_ca_file.clone(),
@@ -322,13 +324,6 @@ enum Command {
         /// Also bind the `Floor` benchmark object (nine no-op steps).
         #[arg(long, env = "RATCHET_WITH_FLOOR")]
         with_floor: bool,
-        /// Restate admin API, used by the `cancel` handler.
-        #[arg(
-            long,
-            default_value = "http://127.0.0.1:9070",
-            env = "RATCHET_RESTATE_ADMIN"
-        )]
-        restate_admin: String,
         #[command(flatten)]
         admin_access: AdminAccess,
         /// A Restate request identity public key (`publickeyv1_…`), the

@@ -1,22 +1,15 @@
 //! The `ratchet` CLI on the embedded default: a real binary, a real SQLite
 //! file, and a real process killed at a fault point then resumed.
 
+mod support;
+
 use ratchet::model::SessionId;
 use ratchet::store::SqliteStore;
 use ratchet::store::prelude::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn ratchet(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ratchet"));
-    c.current_dir(dir)
-        .args(args)
-        .env_remove("RATCHET_FAULT")
-        .env_remove("RATCHET_DB")
-        .env("RATCHET_EFFECT_LEDGER", "true");
-    c
-}
+use std::process::Output;
+use support::ratchet_cli as ratchet;
 
 fn run(dir: &Path, args: &[&str]) -> Output {
     ratchet(dir, args).output().expect("run ratchet")

@@ -3,24 +3,16 @@
 //! with exit code 2 and nothing stored; a re-sent input answers with what
 //! committed.
 
+mod support;
+
 use ratchet::model::{SessionId, TurnInput};
 use ratchet::store::prelude::*;
 use ratchet::store::{InboxPayload, InboxState, NewInboxEntry, SqliteStore};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn ratchet(dir: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ratchet"));
-    c.current_dir(dir)
-        .args(args)
-        .env_remove("RATCHET_FAULT")
-        .env_remove("RATCHET_PAUSE")
-        .env_remove("RATCHET_DB")
-        .env("RATCHET_EFFECT_LEDGER", "true");
-    c
-}
+use support::ratchet_cli as ratchet;
 
 fn sid() -> SessionId {
     SessionId::new("s").unwrap()

@@ -13,6 +13,7 @@ mod agent;
 pub mod clock;
 pub mod engine;
 mod error_code;
+mod error_text;
 pub mod fault;
 pub mod hash;
 pub mod journal;

@@ -72,12 +72,17 @@ pub fn register(source_name: &str, secret: &str) -> Result<(), TooShort> {
     Ok(())
 }
 
-/// Whether an environment variable's name says it holds a secret.
+/// Whether an environment variable's name says it holds a secret: one of
+/// its `_`-separated words is `PASSWORD`, `PASSWD`, `SECRET`, `TOKEN` or
+/// `APIKEY`, its last word is `KEY`, or it is `PGPASSWORD`, a
+/// `…DATABASE_URL` or `RATCHET_STORE`. Whole words only, so `MAX_TOKENS`
+/// or `KEYBOARD` are not taken for secrets.
 pub fn is_secret_name(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    const WORDS: [&str; 6] = ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "API_KEY", "APIKEY"];
-    WORDS.iter().any(|w| upper.contains(w))
-        || upper.ends_with("_KEY")
+    const WORDS: [&str; 5] = ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "APIKEY"];
+    let words: Vec<&str> = upper.split('_').collect();
+    words.iter().any(|w| WORDS.contains(w))
+        || words.last() == Some(&"KEY")
         || upper == "PGPASSWORD"
         || upper.ends_with("DATABASE_URL")
         || upper == "RATCHET_STORE"

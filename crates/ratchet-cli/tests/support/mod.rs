@@ -203,3 +203,16 @@ pub fn sqlite_snapshot(path: &std::path::Path) -> String {
     }
     out
 }
+
+/// The `ratchet` binary under test in `dir`, with no fault or pause point
+/// and no `RATCHET_DB` from the caller's environment, counting effects.
+pub fn ratchet_cli(dir: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ratchet"));
+    c.current_dir(dir)
+        .args(args)
+        .env_remove("RATCHET_FAULT")
+        .env_remove("RATCHET_PAUSE")
+        .env_remove("RATCHET_DB")
+        .env("RATCHET_EFFECT_LEDGER", "true");
+    c
+}

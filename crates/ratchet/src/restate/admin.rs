@@ -154,19 +154,11 @@ impl AdminClient {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> AdminError {
-        let kind = if e.is_timeout() {
-            "timed out"
-        } else if e.is_connect() {
-            "cannot connect"
-        } else {
-            "request failed"
-        };
-        let mut text = format!("{kind} calling {}: {e}", self.url);
-        let mut source = std::error::Error::source(&e);
-        while let Some(cause) = source {
-            text.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
+        let text = format!(
+            "{} calling {}",
+            crate::error_text::http_failure(&e),
+            self.url
+        );
         AdminError(crate::secrets::redact_string(text))
     }
 

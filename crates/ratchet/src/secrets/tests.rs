@@ -78,11 +78,21 @@ fn secret_names_are_recognised() {
         "RATCHET_ADMIN_TOKEN",
         "DATABASE_URL",
         "MY_SECRET",
+        "CLIENT_SECRET_VALUE",
+        "GITHUB_TOKEN",
         "RATCHET_STORE",
     ] {
         assert!(is_secret_name(name), "{name}");
     }
-    for name in ["PATH", "HOME", "RATCHET_DB", "RATCHET_MODEL"] {
+    for name in [
+        "PATH",
+        "HOME",
+        "RATCHET_DB",
+        "RATCHET_MODEL",
+        "OPENAI_MAX_TOKENS",
+        "KEYBOARD_LAYOUT",
+        "RATCHET_IDENTITY_KEYS",
+    ] {
         assert!(!is_secret_name(name), "{name}");
     }
 }

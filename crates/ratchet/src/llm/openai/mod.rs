@@ -159,14 +159,7 @@ impl OpenAiClient {
     /// Failures before a status arrived: all worth retrying except a
     /// request that could not even be built.
     fn transport_error(&self, e: reqwest::Error) -> ProviderError {
-        let kind = if e.is_timeout() {
-            "request timed out"
-        } else if e.is_connect() {
-            "cannot connect"
-        } else {
-            "request failed"
-        };
-        self.error(!e.is_builder(), format!("{kind}: {}", with_causes(&e)))
+        self.error(!e.is_builder(), crate::error_text::http_failure(&e))
     }
 
     fn status_error(&self, status: StatusCode, body: &[u8]) -> ProviderError {
@@ -176,19 +169,6 @@ impl OpenAiClient {
         let server = wire::error_message(body);
         self.error(retryable, format!("HTTP {status}: {server}"))
     }
-}
-
-/// An error and its sources, since reqwest's own text stops at
-/// "error sending request" and hides whether it was DNS, TLS or a refusal.
-fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[async_trait]

@@ -84,18 +84,8 @@ pub fn map_err(e: tokio_postgres::Error) -> StoreError {
         };
     }
     // No server error: the connection failed or closed, or TLS refused the
-    // server; the causes say which (the driver's own text stops at
-    // "error performing TLS handshake").
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
+    // server; the causes say which.
+    let text = crate::error_text::with_causes(&e);
     StoreError::Unavailable(format!("postgres connection: {text}"))
 }
 
