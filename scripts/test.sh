@@ -21,8 +21,8 @@ if grep -E '^(clap|tempfile|ratchet-testkit) ' <<<"$tree"; then
   exit 1
 fi
 cargo test --quiet -p ratchet --lib
-echo "== cargo build --examples (the example agents' test runs the binary)"
-cargo build --quiet --workspace --examples
+echo "== cargo build --bins --examples (the example agents' test runs the example crate's binary)"
+cargo build --quiet --workspace --bins --examples
 echo "== cargo test"
 cargo test --workspace --no-fail-fast "$@"
 echo "== replay corpus against a build with reordered steps (must diverge at the named step)"

@@ -2,7 +2,7 @@
 //! JSON line `{"points", "passed", "failed"}`.
 
 use anyhow::{Context, Result, bail};
-use ratchet_testkit::chaos::{ChaosOptions, Victim};
+use ratchet_testkit::chaos::ChaosOptions;
 
 /// Runs the matrix; fails when any point failed.
 pub async fn run(quick: bool, scenario: Option<String>) -> Result<()> {
@@ -13,22 +13,7 @@ pub async fn run(quick: bool, scenario: Option<String>) -> Result<()> {
         scenario,
     };
     let report = ratchet_testkit::chaos::run(&opts).await?;
-    println!("{:<10} {:<8} {:<42} result", "scenario", "kills", "point");
-    for r in &report.results {
-        let victim = match r.point.victim {
-            Victim::Service => "service",
-            Victim::Restate => "restate",
-            Victim::Invocation => "kill",
-        };
-        let result = match &r.failure {
-            None => "pass".to_string(),
-            Some(f) => format!("FAIL: {f}"),
-        };
-        println!(
-            "{:<10} {:<8} {:<42} {result}",
-            r.scenario, victim, r.point.spec
-        );
-    }
+    print!("{}", report.table());
     println!(
         "{}",
         serde_json::json!({"points": report.points(), "passed": report.passed(), "failed": report.failed()})

@@ -259,10 +259,20 @@ pub async fn dispatch(command: Command) -> Result<()> {
                     step,
                     expected,
                     actual,
+                    divergence,
                 } => {
-                    println!("divergence at step '{step}'");
+                    println!(
+                        "divergence at step '{step}' (step {} of the recording)",
+                        divergence.index + 1
+                    );
                     println!("  recorded: {expected}");
                     println!("  this build: {actual}");
+                    for f in &divergence.fields {
+                        println!(
+                            "  {}: recorded {}, this build {}",
+                            f.field, f.expected, f.actual
+                        );
+                    }
                     bail!("replay diverged at step '{step}'")
                 }
             }

@@ -1,4 +1,4 @@
-//! The `agents` example (two agents and a plain service in one endpoint,
+//! The example crate's `agents` binary (two agents and a plain service in one endpoint,
 //! built on the public API only) against a real restate-server: a billing
 //! turn whose service is SIGKILLed right after its keyed `charge` tool step
 //! recovers after a restart with the card charged exactly once; the two
@@ -17,13 +17,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::restate::{RestateServer, e2e_lock, free_port, post};
 
-/// The example binary, built by `cargo test` (and by scripts/test.sh).
+/// The example crate's binary (`examples/billing`), built by `cargo test
+/// --workspace` and by scripts/test.sh.
 fn example_bin() -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_ratchet"))
         .parent()
         .unwrap()
-        .join("examples/agents");
-    assert!(bin.exists(), "build it first: cargo build --examples");
+        .join("agents");
+    assert!(bin.exists(), "build it first: cargo build -p billing-agent");
     bin
 }
 
@@ -71,12 +72,13 @@ impl Drop for Example {
     }
 }
 
-fn ledger(dir: &Path, kind: &str) -> usize {
+/// Ledger lines of `kind` (`call`, `charge`, `receipt`) for `tool`.
+fn ledger(dir: &Path, kind: &str, tool: &str) -> usize {
     std::fs::read_to_string(dir.join("ledger.jsonl"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["kind"] == kind)
+        .filter(|v| v["kind"] == kind && (kind != "call" || v["tool"] == tool))
         .count()
 }
 
@@ -103,17 +105,33 @@ async fn two_agents_and_a_service_share_an_endpoint_and_a_killed_charge_happens_
         example.wait_exit(Duration::from_secs(30)),
         "the fault point after the charge was never reached"
     );
-    assert_eq!(ledger(dir.path(), "charge"), 1, "charged before the crash");
+    assert_eq!(
+        ledger(dir.path(), "charge", "charge"),
+        1,
+        "charged before the crash"
+    );
     let _example = Example::start(dir.path(), port, None);
     let (status, result) = server.attach(&inv).await.unwrap();
     assert_eq!(status, 200, "{result}");
-    assert_eq!(result["outcome"]["text"], "Charged 12.50 to your card.");
     assert_eq!(
-        ledger(dir.path(), "call"),
-        1,
-        "the tool step replayed, not re-run"
+        result["outcome"]["text"],
+        "Charged 12.50 to your card; the receipt is on its way."
     );
-    assert_eq!(ledger(dir.path(), "charge"), 1, "the card was charged once");
+    assert_eq!(
+        ledger(dir.path(), "call", "charge"),
+        1,
+        "the charge step replayed, not re-run"
+    );
+    assert_eq!(
+        ledger(dir.path(), "charge", "charge"),
+        1,
+        "the card was charged once"
+    );
+    assert_eq!(
+        ledger(dir.path(), "receipt", "receipt"),
+        1,
+        "one receipt, whatever the crash"
+    );
 
     // Same key, other agent: its own session.
     let (status, answer) = post(

@@ -5,10 +5,13 @@
 //!
 //! Nothing here ships in the library a team embeds.
 
+pub mod always;
 pub mod bench;
 pub mod chaos;
 pub mod conformance;
 mod floor;
 pub mod harness;
+pub mod matrix;
+pub mod replay;
 
 pub use floor::Floor;

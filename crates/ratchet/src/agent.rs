@@ -175,6 +175,14 @@ impl Agent {
         self
     }
 
+    /// Counts every model and tool attempt in the store's effect ledger, so
+    /// a failure test can check that no effect ran twice (off by default:
+    /// one more write per effect).
+    pub fn effect_ledger(mut self, on: bool) -> Self {
+        self.config.effect_ledger = on;
+        self
+    }
+
     /// How Restate retries the agent's invocations and times its handlers.
     pub fn durable_options(mut self, options: DurableOptions) -> Self {
         self.durable = options;

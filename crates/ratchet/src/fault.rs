@@ -72,6 +72,9 @@ pub async fn pause(when: &str, point: &str) {
         && !FIRED.swap(true, std::sync::atomic::Ordering::SeqCst)
     {
         tracing::warn!(point = at.as_str(), ms, "pause point reached");
+        // Also on stderr as such: the crash matrix waits for this line, and
+        // a team's service may install no log subscriber.
+        eprintln!("ratchet fault injection: pause point reached: {at} ({ms} ms)");
         tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
     }
 }

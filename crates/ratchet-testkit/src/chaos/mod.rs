@@ -8,20 +8,16 @@
 //! report; `scripts/chaos.sh` runs it.
 
 pub mod check;
+mod rig;
 pub mod scenarios;
 
-use crate::harness::{HarnessError, HarnessResult, RestateServer, Service};
+pub(crate) use rig::{Case, Hooks, PointRun, Rig, harness_err, run_cases};
+
+use crate::harness::{HarnessResult, RestateServer, Service};
 use ratchet::journal::StepName;
-use ratchet::model::SessionId;
-use ratchet::restate::admin;
-use ratchet::store::SqliteStore;
-use ratchet::store::prelude::*;
 use scenarios::Scenario;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// How the matrix runs.
 pub struct ChaosOptions {
@@ -89,6 +85,38 @@ impl ChaosReport {
     /// Points that failed.
     pub fn failed(&self) -> usize {
         self.points() - self.passed()
+    }
+
+    /// The report as a table: scenario, what was killed, the point, the
+    /// result (and the first difference of a failed point).
+    pub fn table(&self) -> String {
+        let mut out = format!("{:<12} {:<8} {:<42} result\n", "scenario", "kills", "point");
+        for r in &self.results {
+            let victim = match r.point.victim {
+                Victim::Service => "service",
+                Victim::Restate => "restate",
+                Victim::Invocation => "kill",
+            };
+            let result = match &r.failure {
+                None => "pass".to_string(),
+                Some(f) => format!("FAIL: {f}"),
+            };
+            out.push_str(&format!(
+                "{:<12} {victim:<8} {:<42} {result}\n",
+                r.scenario, r.point.spec
+            ));
+        }
+        out
+    }
+
+    /// `{"points", "passed", "failed", "results"}`: the report for CI.
+    pub fn json(&self) -> Value {
+        json!({
+            "points": self.points(),
+            "passed": self.passed(),
+            "failed": self.failed(),
+            "results": self.results,
+        })
     }
 }
 
@@ -163,224 +191,8 @@ pub fn plan(steps: &[String], quick: bool) -> Vec<Point> {
     points
 }
 
-struct Rig {
-    server: RestateServer,
-    service: Service,
-    db: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-fn harness_err(e: impl std::fmt::Display) -> HarnessError {
-    HarnessError(e.to_string())
-}
-
-const ROOT_TURN: &str = "turn-in-1";
-
 fn body(s: &Scenario) -> Value {
     json!({"input": {"items": [{"type": "text", "text": s.text}], "input_id": "in-1"}})
-}
-
-/// The reference of one scenario: its committed snapshot and effects.
-struct Reference {
-    snapshot: Value,
-    effects: BTreeMap<String, u64>,
-    steps: Vec<String>,
-}
-
-impl Rig {
-    fn store(&self) -> HarnessResult<SqliteStore> {
-        SqliteStore::open(&self.db).map_err(harness_err)
-    }
-
-    async fn reference(
-        &mut self,
-        s: &Scenario,
-        model: &[(&str, &str)],
-    ) -> HarnessResult<Reference> {
-        self.service.restart(model)?;
-        let session = format!("{}-ref", s.name);
-        let inv = self.server.send(&session, "turn", &body(s)).await?;
-        let (status, reply) = self.server.attach(&inv).await?;
-        if status != 200 {
-            return Err(harness_err(format!(
-                "reference run of {} failed: {status} {reply}",
-                s.name
-            )));
-        }
-        let steps = admin::AdminClient::at(&self.server.admin)
-            .map_err(harness_err)?
-            .step_names(&inv)
-            .await
-            .map_err(harness_err)?;
-        let store = self.store()?;
-        let sid = SessionId::new(&session).map_err(harness_err)?;
-        Ok(Reference {
-            snapshot: check::snapshot(&store, &sid).await.map_err(harness_err)?,
-            effects: store.effect_counts(&sid).await.map_err(harness_err)?,
-            steps,
-        })
-    }
-
-    async fn crash_at(
-        &mut self,
-        s: &Scenario,
-        session: &str,
-        point: &Point,
-        model: &[(&str, &str)],
-    ) -> Result<(), String> {
-        let inv = match point.victim {
-            Victim::Service => {
-                let mut env = model.to_vec();
-                env.push(("RATCHET_FAULT", &point.spec));
-                self.service.restart(&env).map_err(|e| e.to_string())?;
-                let inv = self
-                    .server
-                    .send(session, "turn", &body(s))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let died = self.service.wait_exit(Duration::from_secs(20));
-                self.service.restart(model).map_err(|e| e.to_string())?;
-                if !died {
-                    return Err("the fault point was never reached".into());
-                }
-                inv
-            }
-            Victim::Restate => {
-                let inv = self.paused_at(s, session, point, model).await?;
-                self.server.kill9();
-                self.server.restart().map_err(|e| e.to_string())?;
-                inv
-            }
-            Victim::Invocation => {
-                let inv = self.paused_at(s, session, point, model).await?;
-                self.server
-                    .kill_invocation(&inv)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                // The client sends the input again: it is settled in place.
-                let (status, reply) = self
-                    .server
-                    .call(session, "turn", &body(s))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                // The chain's last turn (a cut agent frame, or the turn itself).
-                let last = reply["frames"]
-                    .as_array()
-                    .and_then(|f| f.last())
-                    .unwrap_or(&reply);
-                if status != 200 || last["outcome"]["reason"] != "incomplete" {
-                    return Err(format!("the killed turn was not settled: {status} {reply}"));
-                }
-                return Ok(());
-            }
-        };
-        let (status, reply) = self.server.attach(&inv).await.map_err(|e| e.to_string())?;
-        if status != 200 {
-            return Err(format!("the turn did not complete: {status} {reply}"));
-        }
-        Ok(())
-    }
-
-    /// Restarts the service to pause once at the point, sends the turn and
-    /// waits until it pauses there; returns the invocation id.
-    async fn paused_at(
-        &mut self,
-        s: &Scenario,
-        session: &str,
-        point: &Point,
-        model: &[(&str, &str)],
-    ) -> Result<String, String> {
-        let pause = format!("2000@{}", point.spec);
-        let mut env = model.to_vec();
-        env.push(("RATCHET_PAUSE", &pause));
-        self.service.restart(&env).map_err(|e| e.to_string())?;
-        let paused = || self.service.log().matches("pause point reached").count();
-        let before = paused();
-        let inv = self
-            .server
-            .send(session, "turn", &body(s))
-            .await
-            .map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while paused() <= before {
-            if Instant::now() > deadline {
-                return Err("the pause point was never reached".into());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok(inv)
-    }
-
-    /// After a kill: the turn's chain ends in one settled turn (the turn, or
-    /// the agent frame the kill cut), no effect beyond the reference's,
-    /// nothing left, and the session goes on with a new input.
-    async fn verify_killed(&self, session: &str, reference: &Reference) -> Result<(), String> {
-        let store = self.store().map_err(|e| e.to_string())?;
-        let sid = SessionId::new(session).map_err(|e| e.to_string())?;
-        let turns = store.turns(&sid).await.map_err(|e| e.to_string())?;
-        let settled = turns.last().is_some_and(|t| {
-            t.outcome.stop_reason() == Some(ratchet::model::StopReason::Incomplete)
-        }) && turns.iter().all(|t| t.turn_id.starts_with(ROOT_TURN));
-        if !settled {
-            return Err(format!(
-                "expected the chain to end in one settled turn, found {turns:?}"
-            ));
-        }
-        let effects = store.effect_counts(&sid).await.map_err(|e| e.to_string())?;
-        if let Some((key, n)) = effects
-            .iter()
-            .find(|(k, n)| **n > 1 || !reference.effects.contains_key(*k))
-        {
-            return Err(format!("effect {key} ran {n} times after a kill"));
-        }
-        check::check_clean(&store, &sid).await?;
-        let next =
-            json!({"input": {"items": [{"type": "text", "text": "hello"}], "input_id": "in-2"}});
-        let (status, reply) = self
-            .server
-            .call(session, "turn", &next)
-            .await
-            .map_err(|e| e.to_string())?;
-        if status != 200 || reply["turn_index"] != turns.len() as u64 {
-            return Err(format!("the session did not go on: {status} {reply}"));
-        }
-        check::check_clean(&store, &sid).await
-    }
-
-    async fn verify(
-        &self,
-        session: &str,
-        point: &Point,
-        reference: &Reference,
-    ) -> Result<(), String> {
-        if point.victim == Victim::Invocation {
-            return self.verify_killed(session, reference).await;
-        }
-        let store = self.store().map_err(|e| e.to_string())?;
-        let sid = SessionId::new(session).map_err(|e| e.to_string())?;
-        let snap = check::snapshot(&store, &sid).await?;
-        if let Some(diff) = check::first_difference(&reference.snapshot, &snap, "$") {
-            return Err(diff);
-        }
-        let effects = store.effect_counts(&sid).await.map_err(|e| e.to_string())?;
-        let in_flight = point
-            .step
-            .as_deref()
-            .and_then(|s| check::effect_key(ROOT_TURN, s));
-        check::check_effects(&reference.effects, &effects, in_flight.as_deref())?;
-        check::check_clean(&store, &sid).await
-    }
-}
-
-fn progress(done: usize, total: usize, label: &str) {
-    let width = 30;
-    let filled = (done * width).checked_div(total).unwrap_or(width);
-    eprint!(
-        "\r[{}{}] {done:>3}/{total} {label:<50}",
-        "#".repeat(filled),
-        ".".repeat(width - filled)
-    );
-    let _ = std::io::stderr().flush();
 }
 
 fn write_script(dir: &Path, s: &Scenario) -> HarnessResult<String> {
@@ -399,58 +211,30 @@ pub async fn run(opts: &ChaosOptions) -> HarnessResult<ChaosReport> {
     if scenarios.is_empty() {
         return Err(harness_err("no such scenario: use plain, tools or frame"));
     }
+    let mut cases = Vec::new();
+    for s in &scenarios {
+        cases.push(Case {
+            name: s.name.to_string(),
+            body: body(s),
+            env: vec![("RATCHET_MODEL".into(), write_script(dir.path(), s)?)],
+        });
+    }
     let server = RestateServer::start()?;
     let db = dir.path().join("chaos.db");
     let store = format!("sqlite:{}", db.display());
-    let first_model = write_script(dir.path(), &scenarios[0])?;
     let service = Service::start(
         &opts.bin,
         &store,
         &server.admin,
         dir.path(),
-        &[("RATCHET_MODEL", &first_model)],
+        &cases[0].env(),
     )?;
     server.register(&service.uri()).await?;
     let mut rig = Rig {
         server,
         service,
         db,
-        dir,
+        object: "Session".into(),
     };
-    let mut report = ChaosReport::default();
-    let mut plans = Vec::new();
-    for s in &scenarios {
-        let model = write_script(rig.dir.path(), s)?;
-        let reference = rig.reference(s, &[("RATCHET_MODEL", &model)]).await?;
-        let points = plan(&reference.steps, opts.quick);
-        plans.push((s, model, reference, points));
-    }
-    let total: usize = plans.iter().map(|p| p.3.len()).sum();
-    for (s, model, reference, points) in &plans {
-        let env = [("RATCHET_MODEL", model.as_str())];
-        for (k, point) in points.iter().enumerate() {
-            if opts.progress {
-                progress(
-                    report.points(),
-                    total,
-                    &format!("{} {} ({:?})", s.name, point.spec, point.victim),
-                );
-            }
-            let session = format!("{}-{k}", s.name);
-            let failure = match rig.crash_at(s, &session, point, &env).await {
-                Ok(()) => rig.verify(&session, point, reference).await.err(),
-                Err(e) => Some(e),
-            };
-            report.results.push(PointResult {
-                scenario: s.name.to_string(),
-                point: point.clone(),
-                failure,
-            });
-        }
-    }
-    if opts.progress {
-        progress(total, total, "done");
-        eprintln!();
-    }
-    Ok(report)
+    run_cases(&mut rig, &cases, opts.quick, opts.progress, &rig::NoHooks).await
 }

@@ -4,15 +4,16 @@
 //! `ratchet chaos`, `ratchet bench` and the tests in `tests/`.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod postgres;
+mod service;
 
 pub use postgres::{PostgresServer, ServerTls};
+pub use service::Service;
 
 /// Why the harness could not do something.
 #[derive(Debug, thiserror::Error)]
@@ -206,11 +207,18 @@ impl RestateServer {
         handler: &str,
         body: &Value,
     ) -> HarnessResult<(u16, Value)> {
-        post(
-            &format!("{}/Session/{session}/{handler}", self.ingress),
-            body,
-        )
-        .await
+        self.call_to("Session", session, handler, body).await
+    }
+
+    /// Calls `object`'s handler for key `key`; returns (HTTP status, body).
+    pub async fn call_to(
+        &self,
+        object: &str,
+        key: &str,
+        handler: &str,
+        body: &Value,
+    ) -> HarnessResult<(u16, Value)> {
+        post(&format!("{}/{object}/{key}/{handler}", self.ingress), body).await
     }
 
     /// Sends a one-way call; returns the invocation id.
@@ -327,147 +335,4 @@ pub async fn post(url: &str, body: &Value) -> HarnessResult<(u16, Value)> {
         .await
         .map_err(|e| err(format!("POST {url}: {e}")))?;
     reply(resp).await
-}
-
-/// A `ratchet serve` process.
-pub struct Service {
-    child: Option<Child>,
-    bin: PathBuf,
-    store: String,
-    admin: String,
-    log: PathBuf,
-    /// The port it listens on (kept across restarts).
-    pub port: u16,
-}
-
-impl Service {
-    /// Starts `bin serve` on `store` (a `--store` spec) with extra env.
-    pub fn start(
-        bin: &Path,
-        store: &str,
-        admin: &str,
-        log_dir: &Path,
-        env: &[(&str, &str)],
-    ) -> HarnessResult<Self> {
-        let mut s = Service {
-            child: None,
-            bin: bin.to_path_buf(),
-            store: store.to_string(),
-            admin: admin.to_string(),
-            log: log_dir.join("service.log"),
-            port: 0,
-        };
-        s.spawn(env)?;
-        Ok(s)
-    }
-
-    /// The deployment URI.
-    pub fn uri(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self, env: &[(&str, &str)]) -> HarnessResult<()> {
-        let log = open_log(&self.log)?;
-        let mut cmd = Command::new(&self.bin);
-        cmd.args([
-            "serve",
-            "--store",
-            &self.store,
-            "--restate-admin",
-            &self.admin,
-        ])
-        .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-        .env_remove("RATCHET_FAULT")
-        .env_remove("RATCHET_PAUSE")
-        .env("RATCHET_LOG", "info")
-        // Failure tests count effects; `env` may turn it off (the bench).
-        .env("RATCHET_EFFECT_LEDGER", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| err(format!("cannot start {}: {e}", self.bin.display())))?;
-        let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            let _ = BufReader::new(out).read_line(&mut line);
-        }
-        let Some(port) = line.trim().rsplit(':').next().and_then(|p| p.parse().ok()) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(err(format!(
-                "no listen line from ratchet serve: {line:?}; log:\n{}",
-                self.log()
-            )));
-        };
-        self.port = port;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    /// The service's log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the process has exited (e.g. at a fault point).
-    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(c) = self.child.as_mut()
-                && c.try_wait().ok().flatten().is_some()
-            {
-                self.child = None;
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    /// SIGKILLs the service.
-    pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            signal(&c, libc::SIGKILL);
-            let _ = c.wait();
-        }
-    }
-
-    /// Sends SIGTERM and waits for the process to exit; its exit status,
-    /// or `None` if it was still running after `timeout` (then SIGKILLed).
-    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let mut c = self.child.take()?;
-        signal(&c, libc::SIGTERM);
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = c.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        None
-    }
-
-    /// Starts it again on the same port, with `env`.
-    pub fn restart(&mut self, env: &[(&str, &str)]) -> HarnessResult<()> {
-        self.kill9();
-        self.spawn(env)
-    }
-
-    /// Its PID, while running.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop(&mut c);
-        }
-    }
 }

@@ -7,8 +7,8 @@ use super::{
     run_turn,
 };
 use crate::journal::{
-    CheckpointJournal, JournalError, RECORDING_FORMAT, Recording, ReplayJournal, StepName,
-    StepRecord,
+    CheckpointJournal, Divergence, JournalError, RECORDING_FORMAT, Recording, ReplayJournal,
+    StepName, StepRecord,
 };
 use crate::model::{SessionId, TurnId, TurnInput};
 use crate::store::{Enqueued, StoreError};
@@ -37,6 +37,8 @@ pub enum ReplayReport {
         expected: String,
         /// What this build did.
         actual: String,
+        /// Both steps' identities and the fields that differ.
+        divergence: Box<Divergence>,
     },
 }
 
@@ -263,6 +265,7 @@ impl InlineRunner {
             input_id,
             steps,
             cancelled_at: None,
+            tier: crate::journal::JournalTier::Inline,
         })
     }
 }
@@ -340,19 +343,20 @@ pub async fn replay(rt: &Runtime, recording: &Recording) -> Result<ReplayReport,
     )
     .await
     {
-        Ok(_) => {
-            let left = journal.unconsumed();
-            if let Some(first) = left.first() {
-                return Ok(ReplayReport::Diverged {
-                    step: first.clone(),
-                    expected: format!("step '{first}' (and {} more) to run", left.len() - 1),
+        Ok(_) => match journal.ended_early() {
+            Some(divergence) => {
+                let left = journal.unconsumed();
+                Ok(ReplayReport::Diverged {
+                    step: left[0].clone(),
+                    expected: format!("step '{}' (and {} more) to run", left[0], left.len() - 1),
                     actual: "the turn ended before it".into(),
-                });
+                    divergence: Box::new(divergence),
+                })
             }
-            Ok(ReplayReport::Ok {
+            None => Ok(ReplayReport::Ok {
                 steps: recording.steps.len(),
-            })
-        }
+            }),
+        },
         Err(EngineError::Journal(JournalError::Mismatch {
             step,
             expected,
@@ -361,6 +365,11 @@ pub async fn replay(rt: &Runtime, recording: &Recording) -> Result<ReplayReport,
             step,
             expected,
             actual,
+            divergence: Box::new(
+                journal
+                    .divergence()
+                    .unwrap_or_else(|| Divergence::at(0, None, None)),
+            ),
         }),
         Err(e) => Err(e),
     }

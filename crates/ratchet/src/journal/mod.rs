@@ -8,11 +8,13 @@
 //! backend lives in `crate::restate`.
 
 mod checkpoint;
+pub mod divergence;
 mod memory;
 mod replay;
 mod step_name;
 
 pub use checkpoint::CheckpointJournal;
+pub use divergence::Divergence;
 pub use memory::MemoryJournal;
 pub use replay::ReplayJournal;
 pub use step_name::{StepName, StepNameError};
@@ -28,10 +30,11 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// Where a journal keeps its records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JournalTier {
     /// In-process: the runtime keeps its own progress records.
+    #[default]
     Inline,
     /// The orchestrator's journal is the only record.
     Durable,
@@ -69,6 +72,18 @@ pub struct Recording {
     /// turn saw it as cancelled, and settled so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancelled_at: Option<String>,
+    /// The tier the turn ran on: a durable turn replays as the orchestrator
+    /// ran it (a killed invocation's orphan is settled, not run again).
+    /// Absent: inline.
+    #[serde(default, skip_serializing_if = "JournalTier::is_inline")]
+    pub tier: JournalTier,
+}
+
+impl JournalTier {
+    /// Whether this is the inline tier.
+    pub fn is_inline(&self) -> bool {
+        *self == JournalTier::Inline
+    }
 }
 
 /// The recording format this build writes and reads.

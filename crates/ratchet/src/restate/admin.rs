@@ -324,5 +324,6 @@ async fn recording(admin: &AdminClient, invocation: &str) -> Result<Recording, A
         input_id,
         steps,
         cancelled_at,
+        tier: crate::journal::JournalTier::Durable,
     })
 }

@@ -1,0 +1,83 @@
+//! The crash matrix over the team's own agents, on a real restate-server:
+//! this test binary is re-run as the service and SIGKILLed at every quick
+//! fault point (`RATCHET_MATRIX_FULL=1`: every point), restate-server is
+//! killed mid-turn, and invocations are killed through the admin API.
+//! Beyond the matrix's own checks (committed session equal to the
+//! reference, effects once, nothing left, the durable journal replaying
+//! against the agent), the team checks its own ledger: whatever was
+//! killed, no card is charged and no receipt mailed twice.
+
+use billing_agent::{Ledger, billing, lines, refunds};
+use ratchet_testkit::matrix::{AgentMatrix, MatrixEnv};
+use std::sync::Mutex;
+
+/// One matrix at a time: each runs its own restate-server and service.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// No effect made twice under the session's keys.
+fn once_per_key(env: &MatrixEnv, object: &str, key: &str) -> Result<(), String> {
+    let prefix = format!("{object}/{key}:");
+    let ledger = lines(&env.dir.join("ledger.jsonl"));
+    for effect in ["charge", "receipt"] {
+        let n = ledger
+            .iter()
+            .filter(|v| {
+                v["kind"] == effect && v["key"].as_str().is_some_and(|k| k.starts_with(&prefix))
+            })
+            .count();
+        if n > 1 {
+            return Err(format!(
+                "{effect} made {n} times for session {object}/{key}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn ledger(env: &MatrixEnv) -> std::sync::Arc<Ledger> {
+    Ledger::new(env.dir.join("ledger.jsonl"))
+}
+
+#[test]
+fn the_billing_agent_survives_every_fault_point() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let report = AgentMatrix::new(|env| billing(env.store.clone(), ledger(env)))
+        .scenario("charge", "charge my card")
+        .check(|env, key| once_per_key(env, "billing", key))
+        .run()
+        .expect("the matrix ran");
+    eprintln!("{}", report.report.table());
+    report.assert_passed();
+    // Both tools' steps are fault points, and each point's journal replayed.
+    let specs: Vec<&str> = report
+        .report
+        .results
+        .iter()
+        .map(|r| r.point.spec.as_str())
+        .collect();
+    assert!(specs.contains(&"after:tool:0:call_0"), "{specs:?}");
+    assert!(
+        report.replays > report.report.points(),
+        "{}",
+        report.replays
+    );
+}
+
+#[test]
+fn the_refunds_agent_survives_every_fault_point_across_its_frame() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let report = AgentMatrix::new(|env| refunds(env.store.clone(), ledger(env)))
+        .scenario("refund", "refund my last charge")
+        .check(|env, key| once_per_key(env, "refunds", key))
+        .run()
+        .expect("the matrix ran");
+    eprintln!("{}", report.report.table());
+    report.assert_passed();
+    let frame_points = report
+        .report
+        .results
+        .iter()
+        .filter(|r| r.point.spec.contains("agent-frame:1:"))
+        .count();
+    assert!(frame_points >= 2, "{}", report.report.table());
+}
