@@ -3,8 +3,10 @@
 # SQLite, PostgreSQL), engine, CLI, the end-to-end tests against a real
 # restate-server and PostgreSQL, the TypeScript client check (its npm
 # packages installed from the registry by tests/typescript_client.rs at the
-# versions of clients/typescript/package-lock.json), the replay corpus on a
-# build whose step order changed, and the quick crash matrix.
+# versions of clients/typescript/package-lock.json), the example crate's own
+# failure tests (examples/billing: replay of its recordings, the crash
+# matrix over its agents, always-replay), the replay corpora on a build
+# whose step order changed, and the quick crash matrix.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,8 +27,10 @@ echo "== cargo build --bins --examples (the example agents' test runs the exampl
 cargo build --quiet --workspace --bins --examples
 echo "== cargo test"
 cargo test --workspace --no-fail-fast "$@"
-echo "== replay corpus against a build with reordered steps (must diverge at the named step)"
-cargo test --quiet -p ratchet-cli --features reorder-steps --test replay_corpus
+echo "== replay corpora (ratchet's, and the example crate's recordings) against a build with reordered steps (must diverge at the named step)"
+cargo test --quiet -p ratchet-cli -p billing-agent \
+  --features ratchet-cli/reorder-steps,billing-agent/reorder-steps \
+  --test replay_corpus --test replay
 echo "== crash matrix (quick)"
 cargo build --quiet --bin ratchet
 "${CARGO_TARGET_DIR:-target}/debug/ratchet" chaos --quick

@@ -1,11 +1,12 @@
 //! The crash matrix over the team's own agents, on a real restate-server:
-//! this test binary is re-run as the service and SIGKILLed at every quick
-//! fault point (`RATCHET_MATRIX_FULL=1`: every point), restate-server is
-//! killed mid-turn, and invocations are killed through the admin API.
+//! this test binary is re-run as the service and SIGKILLed before and after
+//! every step and inside every commit stage (the full plan: 29 points for
+//! billing, 37 for refunds), restate-server is killed mid-turn, and
+//! invocations are killed through the admin API.
 //! Beyond the matrix's own checks (committed session equal to the
 //! reference, effects once, nothing left, the durable journal replaying
 //! against the agent), the team checks its own ledger: whatever was
-//! killed, no card is charged and no receipt mailed twice.
+//! killed, the turn charged the card and mailed the receipt at most once.
 
 use billing_agent::{Ledger, billing, lines, refunds};
 use ratchet_testkit::matrix::{AgentMatrix, MatrixEnv};
@@ -14,9 +15,12 @@ use std::sync::Mutex;
 /// One matrix at a time: each runs its own restate-server and service.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// No effect made twice under the session's keys.
+/// The scenario's turn (`turn-in-1`, and its agent frames) made each
+/// effect at most once: its tools got the same idempotency key on every
+/// attempt, whatever was killed. (A later input of the session may charge
+/// again: that is another charge.)
 fn once_per_key(env: &MatrixEnv, object: &str, key: &str) -> Result<(), String> {
-    let prefix = format!("{object}/{key}:");
+    let prefix = format!("{object}/{key}:turn-in-1");
     let ledger = lines(&env.dir.join("ledger.jsonl"));
     for effect in ["charge", "receipt"] {
         let n = ledger
@@ -41,13 +45,24 @@ fn ledger(env: &MatrixEnv) -> std::sync::Arc<Ledger> {
 #[test]
 fn the_billing_agent_survives_every_fault_point() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = tempfile::tempdir().unwrap();
+    let json = out.path().join("matrix.json");
     let report = AgentMatrix::new(|env| billing(env.store.clone(), ledger(env)))
         .scenario("charge", "charge my card")
+        .quick(false)
         .check(|env, key| once_per_key(env, "billing", key))
+        .json(&json)
         .run()
         .expect("the matrix ran");
     eprintln!("{}", report.report.table());
     report.assert_passed();
+    // The report for CI, as JSON.
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["agent"], "billing");
+    assert_eq!(v["failed"], 0);
+    assert_eq!(v["points"], report.report.points());
+    assert_eq!(v["results"][0]["point"]["spec"], "before:claim");
     // Both tools' steps are fault points, and each point's journal replayed.
     let specs: Vec<&str> = report
         .report
@@ -68,6 +83,7 @@ fn the_refunds_agent_survives_every_fault_point_across_its_frame() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let report = AgentMatrix::new(|env| refunds(env.store.clone(), ledger(env)))
         .scenario("refund", "refund my last charge")
+        .quick(false)
         .check(|env, key| once_per_key(env, "refunds", key))
         .run()
         .expect("the matrix ran");
