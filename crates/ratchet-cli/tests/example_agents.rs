@@ -110,6 +110,11 @@ async fn two_agents_and_a_service_share_an_endpoint_and_a_killed_charge_happens_
         1,
         "charged before the crash"
     );
+    assert_eq!(
+        ledger(dir.path(), "receipt", "receipt"),
+        0,
+        "tools run in order: no receipt before the crash"
+    );
     let _example = Example::start(dir.path(), port, None);
     let (status, result) = server.attach(&inv).await.unwrap();
     assert_eq!(status, 200, "{result}");
