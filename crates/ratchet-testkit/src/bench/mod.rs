@@ -8,6 +8,7 @@
 //! time, turn p50); service RSS after 1,000 sessions ran one turn each.
 
 mod growth;
+pub mod probe;
 pub mod stats;
 
 use crate::harness::{HarnessError, HarnessResult, RestateServer, Service};
@@ -157,8 +158,9 @@ impl Ingress {
     }
 }
 
-/// Runs `op` from 32 concurrent callers, each on its own key, for `secs`.
-async fn throughput<F, Fut>(secs: u64, op: F) -> HarnessResult<f64>
+/// Runs `op` from 32 concurrent callers, each on its own key, for `secs`;
+/// returns the operations done and the seconds they took.
+async fn throughput<F, Fut>(secs: u64, op: F) -> HarnessResult<(f64, f64)>
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = HarnessResult<Duration>> + Send,
@@ -181,7 +183,7 @@ where
     for t in tasks {
         total += t.await.map_err(err)??;
     }
-    Ok(total as f64 / start.elapsed().as_secs_f64())
+    Ok((total as f64, start.elapsed().as_secs_f64()))
 }
 
 async fn inline_p50(store: Arc<dyn SessionStore>, n: usize) -> HarnessResult<stats::Percentiles> {
@@ -292,11 +294,23 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
         sizes.throughput_secs
     ));
     // Alternating rounds: drift on this shared machine falls on both sides.
+    // Each side's CPU (the service's, restate-server's) is read around its
+    // own rounds only.
+    let pids = (
+        service
+            .pid()
+            .ok_or_else(|| err("the service is not running"))?,
+        server
+            .pid()
+            .ok_or_else(|| err("restate-server is not running"))?,
+    );
     let rounds = 5u64;
-    let (mut ratchet_tps, mut floor_tps) = (0.0, 0.0);
+    let (mut ratchet_n, mut ratchet_s, mut floor_n, mut floor_s) = (0.0, 0.0, 0.0, 0.0);
+    let (mut ratchet_cpu, mut floor_cpu) = (probe::Cpu::default(), probe::Cpu::default());
     for round in 0..rounds {
         let ing = ingress.clone();
-        ratchet_tps += throughput(sizes.throughput_secs / rounds, move |c, n| {
+        let before = probe::Cpu::now(pids.0, pids.1)?;
+        let (n, secs) = throughput(sizes.throughput_secs / rounds, move |c, n| {
             let ing = ing.clone();
             async move {
                 ing.turn(&format!("tp-{c}"), &format!("in-{round}-{n}"))
@@ -304,14 +318,24 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
             }
         })
         .await?;
+        ratchet_cpu.add(probe::Cpu::now(pids.0, pids.1)? - before);
+        (ratchet_n, ratchet_s) = (ratchet_n + n, ratchet_s + secs);
         let ing = ingress.clone();
-        floor_tps += throughput(sizes.throughput_secs / rounds, move |c, _| {
+        let before = probe::Cpu::now(pids.0, pids.1)?;
+        let (n, secs) = throughput(sizes.throughput_secs / rounds, move |c, _| {
             let ing = ing.clone();
             async move { ing.floor(&format!("tp-{c}")).await }
         })
         .await?;
+        floor_cpu.add(probe::Cpu::now(pids.0, pids.1)? - before);
+        (floor_n, floor_s) = (floor_n + n, floor_s + secs);
     }
-    let (ratchet_tps, floor_tps) = (ratchet_tps / rounds as f64, floor_tps / rounds as f64);
+    let (ratchet_tps, floor_tps) = (ratchet_n / ratchet_s, floor_n / floor_s);
+    let per_turn_ms = |cpu: f64, n: f64| round(cpu * 1000.0 / n.max(1.0));
+    let cpu_per_turn = json!({
+        "ratchet": {"service_ms": per_turn_ms(ratchet_cpu.service, ratchet_n), "restate_ms": per_turn_ms(ratchet_cpu.restate, ratchet_n)},
+        "floor": {"service_ms": per_turn_ms(floor_cpu.service, floor_n), "restate_ms": per_turn_ms(floor_cpu.restate, floor_n)},
+    });
 
     say("inline tier: SQLite (synchronous=FULL, the default, and NORMAL) vs memory");
     let inline_db = dir.path().join("inline.db");
@@ -354,12 +378,27 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
             .ok_or_else(|| err("the service is not running"))?,
     )?;
 
+    say("journaled steps of a sample of timed turns (admin SQL)");
+    let mut sample: Vec<String> = (0..3)
+        .map(|k| format!("seq-{}", sizes.warmup + k * sizes.sequential / 3))
+        .collect();
+    sample.extend(["tp-0", "tp-31", "g10", "g10000"].map(String::from));
+    let steps_checked = probe::check_journaled_steps(&server, &sample, 5).await?;
+
     let g10 = &growth[0];
     let g10k = &growth[growth.len() - 1];
     Ok(json!({
         "durable_vs_floor_p50": ratio(durable.p50_ms, floor.p50_ms),
         "durable_vs_sized_floor_p50": ratio(durable.p50_ms, floor_sized.p50_ms),
         "throughput_vs_floor": ratio(ratchet_tps, floor_tps),
+        "service_cpu_per_turn_vs_floor": ratio(
+            per_turn_ms(ratchet_cpu.service, ratchet_n),
+            per_turn_ms(floor_cpu.service, floor_n)
+        ),
+        "restate_cpu_per_turn_vs_floor": ratio(
+            per_turn_ms(ratchet_cpu.restate, ratchet_n),
+            per_turn_ms(floor_cpu.restate, floor_n)
+        ),
         "inline_sqlite_vs_memory_p50": ratio(inline_sqlite.p50_ms, inline_memory.p50_ms),
         "inline_sqlite_full_vs_normal_p50": ratio(inline_sqlite.p50_ms, inline_sqlite_normal.p50_ms),
         "journal_bytes_growth_10k_vs_10": ratio(g10k.journal_bytes_per_turn, g10.journal_bytes_per_turn),
@@ -373,6 +412,9 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
             "floor_with_turn_sized_steps": floor_sized,
             "step_record_bytes": step_bytes,
             "throughput_turns_per_s": {"ratchet": round(ratchet_tps), "floor": round(floor_tps)},
+            "cpu_per_turn_under_load": cpu_per_turn,
+            "timed_turns_checked": "every reply: outcome finished, six messages; the floor: nine steps",
+            "journaled_steps_checked": steps_checked,
             "inline": {"sqlite": inline_sqlite, "sqlite_normal": inline_sqlite_normal, "memory": inline_memory},
             "growth": growth,
             "sessions_for_rss": per_caller * 32,

@@ -164,6 +164,11 @@ impl RestateServer {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// Its PID, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// SIGKILLs the server.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
