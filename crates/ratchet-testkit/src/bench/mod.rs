@@ -332,9 +332,19 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
     }
     let (ratchet_tps, floor_tps) = (ratchet_n / ratchet_s, floor_n / floor_s);
     let per_turn_ms = |cpu: f64, n: f64| round(cpu * 1000.0 / n.max(1.0));
+    let side = |cpu: &probe::Cpu, n: f64| {
+        json!({
+            "service_ms": per_turn_ms(cpu.service_total(), n),
+            "service_user_ms": per_turn_ms(cpu.service.0, n),
+            "service_system_ms": per_turn_ms(cpu.service.1, n),
+            "restate_ms": per_turn_ms(cpu.restate_total(), n),
+            "restate_user_ms": per_turn_ms(cpu.restate.0, n),
+            "restate_system_ms": per_turn_ms(cpu.restate.1, n),
+        })
+    };
     let cpu_per_turn = json!({
-        "ratchet": {"service_ms": per_turn_ms(ratchet_cpu.service, ratchet_n), "restate_ms": per_turn_ms(ratchet_cpu.restate, ratchet_n)},
-        "floor": {"service_ms": per_turn_ms(floor_cpu.service, floor_n), "restate_ms": per_turn_ms(floor_cpu.restate, floor_n)},
+        "ratchet": side(&ratchet_cpu, ratchet_n),
+        "floor": side(&floor_cpu, floor_n),
     });
 
     say("inline tier: SQLite (synchronous=FULL, the default, and NORMAL) vs memory");
@@ -392,12 +402,12 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
         "durable_vs_sized_floor_p50": ratio(durable.p50_ms, floor_sized.p50_ms),
         "throughput_vs_floor": ratio(ratchet_tps, floor_tps),
         "service_cpu_per_turn_vs_floor": ratio(
-            per_turn_ms(ratchet_cpu.service, ratchet_n),
-            per_turn_ms(floor_cpu.service, floor_n)
+            per_turn_ms(ratchet_cpu.service_total(), ratchet_n),
+            per_turn_ms(floor_cpu.service_total(), floor_n)
         ),
         "restate_cpu_per_turn_vs_floor": ratio(
-            per_turn_ms(ratchet_cpu.restate, ratchet_n),
-            per_turn_ms(floor_cpu.restate, floor_n)
+            per_turn_ms(ratchet_cpu.restate_total(), ratchet_n),
+            per_turn_ms(floor_cpu.restate_total(), floor_n)
         ),
         "inline_sqlite_vs_memory_p50": ratio(inline_sqlite.p50_ms, inline_memory.p50_ms),
         "inline_sqlite_full_vs_normal_p50": ratio(inline_sqlite.p50_ms, inline_sqlite_normal.p50_ms),

@@ -21,8 +21,8 @@ pub const BENCH_STEPS: [&str; 9] = [
     "commit",
 ];
 
-/// CPU seconds (user + system) that process `pid` has used so far.
-pub fn cpu_secs(pid: u32) -> HarnessResult<f64> {
+/// CPU seconds (user, system) that process `pid` has used so far.
+pub fn cpu_secs(pid: u32) -> HarnessResult<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(err)?;
     // Fields after the command name (which may hold spaces) start at field 3;
     // utime and stime are fields 14 and 15.
@@ -39,16 +39,17 @@ pub fn cpu_secs(pid: u32) -> HarnessResult<f64> {
     };
     // SAFETY: sysconf has no memory-safety preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Ok((ticks(11)? + ticks(12)?) / hz)
+    Ok((ticks(11)? / hz, ticks(12)? / hz))
 }
 
-/// CPU seconds of the service and of restate-server.
+/// CPU seconds of the service and of restate-server, each as (user,
+/// system): the service's system time holds its fsyncs.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Cpu {
     /// The ratchet service (which also serves the floor object).
-    pub service: f64,
+    pub service: (f64, f64),
     /// restate-server.
-    pub restate: f64,
+    pub restate: (f64, f64),
 }
 
 impl Cpu {
@@ -62,8 +63,24 @@ impl Cpu {
 
     /// Adds another span of CPU time.
     pub fn add(&mut self, other: Cpu) {
-        self.service += other.service;
-        self.restate += other.restate;
+        self.service = (
+            self.service.0 + other.service.0,
+            self.service.1 + other.service.1,
+        );
+        self.restate = (
+            self.restate.0 + other.restate.0,
+            self.restate.1 + other.restate.1,
+        );
+    }
+
+    /// The service's user + system seconds.
+    pub fn service_total(&self) -> f64 {
+        self.service.0 + self.service.1
+    }
+
+    /// restate-server's user + system seconds.
+    pub fn restate_total(&self) -> f64 {
+        self.restate.0 + self.restate.1
     }
 }
 
@@ -71,8 +88,14 @@ impl Sub for Cpu {
     type Output = Cpu;
     fn sub(self, rhs: Cpu) -> Cpu {
         Cpu {
-            service: self.service - rhs.service,
-            restate: self.restate - rhs.restate,
+            service: (
+                self.service.0 - rhs.service.0,
+                self.service.1 - rhs.service.1,
+            ),
+            restate: (
+                self.restate.0 - rhs.restate.0,
+                self.restate.1 - rhs.restate.1,
+            ),
         }
     }
 }
