@@ -9,7 +9,10 @@
 //!
 //! The journal is the durable tier's: the runtime keeps no records of its
 //! own, and the store (in memory) is the only other state that survives a
-//! re-execution.
+//! re-execution. A step that fails terminally is journaled as failed and
+//! served so again, as Restate does; one that fails retryably is not
+//! recorded, and the next execution runs it again (at most
+//! five times in a row).
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -29,15 +32,19 @@ use ratchet::Agent;
 use ratchet::engine::{CancelToken, EngineError, RunMode, TurnRequest, TurnResult, run_turn};
 use ratchet::journal::divergence::StepAt;
 use ratchet::journal::{
-    Divergence, Journal, JournalError, JournalTier, StepBody, StepRecord, check_record,
+    Divergence, Journal, JournalError, JournalTier, StepBody, StepError, StepRecord, check_record,
 };
 use ratchet::model::{SessionId, TurnId, TurnInput};
 use ratchet::store::{MemoryStore, SessionStore};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
-/// Re-executions before the runner gives up on a turn that never ends.
+/// Re-executions, over all turns, before the runner gives up.
 const MAX_RE_EXECUTIONS: usize = 10_000;
+
+/// Times in a row one step may fail retryably before the run fails (Restate
+/// would go on retrying the invocation).
+const MAX_RETRIES: usize = 5;
 
 /// A clean always-replay run.
 #[derive(Clone, Debug)]
@@ -77,17 +84,41 @@ pub enum AlwaysReplayError {
     /// The turn failed for another reason.
     #[error("{0}")]
     Engine(#[from] EngineError),
-    /// The turn kept asking for new steps.
-    #[error("the turn was still running after {MAX_RE_EXECUTIONS} re-executions")]
+    /// The turns kept asking for new steps.
+    #[error("the turns were still running after {MAX_RE_EXECUTIONS} re-executions")]
     Endless,
+    /// A step kept failing with a retryable error.
+    #[error("step '{step}' failed retryably {MAX_RETRIES} times in a row: {message}")]
+    KeptFailing {
+        /// The step.
+        step: String,
+        /// Its last error.
+        message: String,
+    },
+}
+
+/// A step as the journal holds it: its identity and how it ended (a
+/// terminal failure is journaled and served again, as Restate does).
+#[derive(Clone)]
+struct Recorded {
+    at: StepRecord,
+    outcome: Result<serde_json::Value, StepError>,
+}
+
+/// What the live step of one execution left.
+enum Fresh {
+    /// Recorded: the next execution serves it.
+    Recorded(Recorded),
+    /// Failed retryably: not recorded; the next execution runs it again.
+    Retry { step: String, message: String },
 }
 
 /// Serves the journal so far, runs the next step live, records it and
 /// suspends: the step's future never completes, and the runner drops it.
 struct Stepwise {
-    records: Vec<StepRecord>,
+    records: Vec<Recorded>,
     cursor: Mutex<usize>,
-    fresh: Mutex<Option<StepRecord>>,
+    fresh: Mutex<Option<Fresh>>,
     divergence: Mutex<Option<Divergence>>,
     recorded: Notify,
 }
@@ -111,26 +142,35 @@ impl Journal for Stepwise {
             *cursor += 1;
             at
         };
-        if let Some(record) = self.records.get(at) {
-            if let Err(e) = check_record(record, turn, name, input_hash) {
-                let ran = StepAt {
-                    turn_id: turn.to_string(),
-                    step: name.to_string(),
-                    input_hash: input_hash.to_string(),
-                };
-                *self.divergence.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(Divergence::at(at, Some(StepAt::of(record)), Some(ran)));
-                return Err(e);
-            }
-            return Ok(record.output.clone());
-        }
-        let output = body.await.map_err(JournalError::Step)?;
-        *self.fresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(StepRecord {
+        let at_step = StepRecord {
             turn_id: turn.to_string(),
             step: name.to_string(),
             input_hash: input_hash.to_string(),
-            output,
-        });
+            output: serde_json::Value::Null,
+        };
+        if let Some(record) = self.records.get(at) {
+            if let Err(e) = check_record(&record.at, turn, name, input_hash) {
+                let ran = StepAt::of(&at_step);
+                *self.divergence.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(Divergence::at(at, Some(StepAt::of(&record.at)), Some(ran)));
+                return Err(e);
+            }
+            return record.outcome.clone().map_err(JournalError::Step);
+        }
+        let fresh = match body.await {
+            Err(StepError::Retryable(message)) => Fresh::Retry {
+                step: name.to_string(),
+                message,
+            },
+            outcome => Fresh::Recorded(Recorded {
+                at: StepRecord {
+                    output: outcome.clone().unwrap_or(serde_json::Value::Null),
+                    ..at_step
+                },
+                outcome,
+            }),
+        };
+        *self.fresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
         self.recorded.notify_one();
         std::future::pending().await
     }
@@ -167,7 +207,8 @@ where
             turn_id: admitted.turn_id.clone(),
             owner: format!("always-replay-{k}"),
         };
-        let mut records: Vec<StepRecord> = Vec::new();
+        let mut records: Vec<Recorded> = Vec::new();
+        let mut retries = 0;
         let result = loop {
             if report.re_executions >= MAX_RE_EXECUTIONS {
                 return Err(AlwaysReplayError::Endless);
@@ -201,7 +242,7 @@ where
                     Ok(result) => {
                         let served = *journal.cursor.lock().unwrap_or_else(|e| e.into_inner());
                         if let Some(left) = records.get(served) {
-                            let d = Divergence::at(served, Some(StepAt::of(left)), None);
+                            let d = Divergence::at(served, Some(StepAt::of(&left.at)), None);
                             return Err(nondeterministic(d));
                         }
                         break result;
@@ -218,14 +259,25 @@ where
                     Err(e) => return Err(e.into()),
                 },
                 _ = journal.recorded.notified() => {
-                    let fresh = journal.fresh.lock().unwrap_or_else(|e| e.into_inner()).take();
-                    records.extend(fresh);
+                    match journal.fresh.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                        Some(Fresh::Recorded(r)) => {
+                            records.push(r);
+                            retries = 0;
+                        }
+                        Some(Fresh::Retry { step, message }) => {
+                            retries += 1;
+                            if retries >= MAX_RETRIES {
+                                return Err(AlwaysReplayError::KeptFailing { step, message });
+                            }
+                        }
+                        None => {}
+                    }
                 }
             }
         };
         report
             .steps
-            .push(records.iter().map(|r| r.step.clone()).collect());
+            .push(records.iter().map(|r| r.at.step.clone()).collect());
         report.turns.push(result);
     }
     Ok(report)

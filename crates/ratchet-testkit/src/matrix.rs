@@ -32,12 +32,19 @@
 //!
 //! The child runs only the calling test (`<test> --exact`), found from the
 //! test thread's name; set it with [`AgentMatrix::test_name`] when the test
-//! runs on the main thread. `RATCHET_MATRIX_FULL=1` runs every point (both
-//! sides of every step) instead of the quick set; `RATCHET_MATRIX_JSON=FILE`
-//! writes the report as JSON. The service needs ratchet's
-//! `fault-injection` feature, which this crate turns on for test builds.
+//! runs on the main thread. So: one matrix per `#[test]`, and nothing with
+//! side effects before [`AgentMatrix::run`] in that test, since every
+//! service process runs the test up to there. `RATCHET_MATRIX_FULL=1` runs
+//! every point (both sides of every step) instead of the quick set;
+//! `RATCHET_MATRIX_JSON=DIR` writes each matrix's report to
+//! `DIR/<agent>.json`.
+//!
+//! The service needs ratchet's `fault-injection` feature, which this crate
+//! turns on. Keep `ratchet-testkit` a **dev**-dependency: then only test
+//! builds honour `RATCHET_FAULT`/`RATCHET_PAUSE`, never a release build of
+//! your service.
 
-use crate::chaos::{Case, ChaosReport, Hooks, PointRun, Rig, harness_err};
+use crate::chaos::{Case, ChaosReport, Hooks, Point, PointRun, Rig, Victim, harness_err};
 use crate::harness::{HarnessResult, RestateServer, Service};
 use async_trait::async_trait;
 use ratchet::Agent;
@@ -50,6 +57,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const SERVE_ENV: &str = "RATCHET_MATRIX_SERVE";
+const AGENT_ENV: &str = "RATCHET_MATRIX_AGENT";
 const LISTEN_ENV: &str = "RATCHET_MATRIX_LISTEN";
 const ADMIN_ENV: &str = "RATCHET_MATRIX_ADMIN";
 
@@ -64,8 +72,19 @@ pub struct MatrixEnv {
     pub store: Arc<dyn SessionStore>,
 }
 
+/// The point a team's check runs after.
+#[derive(Clone, Debug)]
+pub struct CheckedPoint {
+    /// The session's object key (its store session is `{agent}/{key}`).
+    pub key: String,
+    /// The point (`after:tool:0:call_0`, ...).
+    pub spec: String,
+    /// What was killed there.
+    pub victim: Victim,
+}
+
 type Make = Arc<dyn Fn(&MatrixEnv) -> Agent + Send + Sync>;
-type Check = Arc<dyn Fn(&MatrixEnv, &str) -> Result<(), String> + Send + Sync>;
+type Check = Arc<dyn Fn(&MatrixEnv, &CheckedPoint) -> Result<(), String> + Send + Sync>;
 
 /// The crash matrix over one agent.
 pub struct AgentMatrix {
@@ -113,7 +132,7 @@ impl AgentMatrix {
             scenarios: Vec::new(),
             quick: std::env::var("RATCHET_MATRIX_FULL").is_err(),
             test_name: None,
-            json: std::env::var_os("RATCHET_MATRIX_JSON").map(PathBuf::from),
+            json: None,
             check: None,
         }
     }
@@ -148,11 +167,11 @@ impl AgentMatrix {
         self
     }
 
-    /// The team's own check after every point: given the work directory
-    /// and the session's object key, `Err` fails the point.
+    /// The team's own check after every point (once the matrix's own
+    /// passed): given the work directory and the point, `Err` fails it.
     pub fn check(
         mut self,
-        check: impl Fn(&MatrixEnv, &str) -> Result<(), String> + Send + Sync + 'static,
+        check: impl Fn(&MatrixEnv, &CheckedPoint) -> Result<(), String> + Send + Sync + 'static,
     ) -> Self {
         self.check = Some(Arc::new(check));
         self
@@ -162,6 +181,11 @@ impl AgentMatrix {
     /// runtime. In the service process it re-runs, it serves the agent
     /// and never returns.
     pub fn run(self) -> HarnessResult<MatrixReport> {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(harness_err(
+                "AgentMatrix::run starts its own runtime: call it from a plain #[test], not #[tokio::test]",
+            ));
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -188,7 +212,15 @@ impl AgentMatrix {
             store: Arc::new(store),
         };
         let admin = std::env::var(ADMIN_ENV).map_err(|x| e(&x))?;
-        let endpoint = (self.make)(&env)
+        let agent = (self.make)(&env);
+        let expected = std::env::var(AGENT_ENV).unwrap_or_default();
+        if agent.name() != expected {
+            return Err(format!(
+                "this test runs the matrix of agent '{}' first, but the service was started for '{expected}': run one AgentMatrix per #[test]",
+                agent.name()
+            ));
+        }
+        let endpoint = agent
             .effect_ledger(true)
             .admin_url(admin)
             .bind(ratchet::restate_sdk::endpoint::Endpoint::builder())
@@ -214,6 +246,11 @@ impl AgentMatrix {
         if self.scenarios.is_empty() {
             return Err(harness_err("the matrix has no scenario"));
         }
+        let mut names: Vec<&str> = self.scenarios.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(harness_err(format!("two scenarios are named '{}'", w[0])));
+        }
         let name = match self.test_name.clone() {
             Some(n) => n,
             None => std::thread::current()
@@ -235,10 +272,20 @@ impl AgentMatrix {
             store: Arc::new(SqliteStore::open(&db).map_err(harness_err)?),
         };
         let agent = (self.make)(&env);
+        // Where the report goes: the file set, else RATCHET_MATRIX_JSON=DIR
+        // gets `DIR/<agent>.json`. A stale report never outlives a failed run.
+        let json = self.json.clone().or_else(|| {
+            std::env::var_os("RATCHET_MATRIX_JSON")
+                .map(|d| PathBuf::from(d).join(format!("{}.json", agent.name())))
+        });
+        if let Some(path) = &json {
+            let _ = std::fs::remove_file(path);
+        }
         let server = RestateServer::start()?;
         let base = vec![
             (SERVE_ENV.to_string(), dir.display().to_string()),
             (ADMIN_ENV.to_string(), server.admin.clone()),
+            (AGENT_ENV.to_string(), agent.name().to_string()),
         ];
         let cases: Vec<Case> = self
             .scenarios
@@ -249,7 +296,13 @@ impl AgentMatrix {
                 env: base.clone(),
             })
             .collect();
-        let args = [name.as_str(), "--exact", "--nocapture", "--test-threads=1"];
+        let args = [
+            name.as_str(),
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ];
         let service = Service::start_program(&exe, &args, LISTEN_ENV, &dir, &cases[0].env())?;
         server.register(&service.uri()).await?;
         let mut rig = Rig {
@@ -272,7 +325,7 @@ impl AgentMatrix {
             report,
             replays: hooks.replays.load(Ordering::SeqCst),
         };
-        if let Some(path) = &self.json {
+        if let Some(path) = &json {
             let mut v = out.report.json();
             v["agent"] = out.agent.clone().into();
             v["replays"] = out.replays.into();
@@ -343,6 +396,7 @@ impl Hooks for TeamHooks {
         rig: &Rig,
         _case: &Case,
         key: &str,
+        point: &Point,
         run: &PointRun,
     ) -> Result<(), String> {
         match &run.killed {
@@ -352,8 +406,13 @@ impl Hooks for TeamHooks {
             }
             None => self.replays(rig, &run.completed, Expect::Whole).await?,
         }
+        let checked = CheckedPoint {
+            key: key.to_string(),
+            spec: point.spec.clone(),
+            victim: point.victim,
+        };
         match &self.check {
-            Some(check) => check(&self.env, key),
+            Some(check) => check(&self.env, &checked),
             None => Ok(()),
         }
     }

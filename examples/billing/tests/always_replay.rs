@@ -161,3 +161,59 @@ async fn a_frame_switching_turn_re_executes_across_its_frames() {
     let last = report.turns[0].final_outcome();
     assert_eq!(last.answer_text(), Some("Refund receipt sent."));
 }
+
+/// A tool whose answer is too large to journal.
+struct Dump;
+
+#[async_trait]
+impl Tool for Dump {
+    fn name(&self) -> &str {
+        "dump"
+    }
+    fn description(&self) -> &str {
+        "Dumps the customer's history."
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object", "properties": {}})
+    }
+    fn idempotency(&self) -> IdempotencyClass {
+        IdempotencyClass::Pure
+    }
+    async fn call(&self, _ctx: &ToolContext, _args: Value) -> Result<ToolOutput, ToolError> {
+        Ok(ToolOutput::text("x".repeat(10_000)))
+    }
+}
+
+#[tokio::test]
+async fn a_step_that_fails_terminally_is_journaled_as_failed_and_served_so_again() {
+    let script =
+        json!({"turns": [[{"tool_calls": [{"name": "dump", "arguments": {}}]}, {"text": "done"}]]});
+    let make = |store| {
+        let model = ratchet::llm::ScriptedProvider::from_json_str(&script.to_string()).unwrap();
+        ratchet::Agent::new("dumper")
+            .store(store)
+            .model(Arc::new(model))
+            .tool(Arc::new(Dump))
+            .config(ratchet::engine::EngineConfig {
+                max_step_record_bytes: 4096,
+                ..Default::default()
+            })
+    };
+    let report = always_replay(make, "dana", &[TurnInput::text("dump it")])
+        .await
+        .unwrap();
+    let outcome = &report.turns[0].outcome;
+    assert_eq!(
+        outcome.stop_reason(),
+        Some(ratchet::model::StopReason::RuntimeError),
+        "{outcome:?}"
+    );
+    let steps = &report.steps[0];
+    assert!(steps.contains(&"tool:0:call_0".to_string()), "{steps:?}");
+    assert_eq!(
+        steps.last().map(String::as_str),
+        Some("commit"),
+        "{steps:?}"
+    );
+    assert_eq!(report.re_executions, steps.len() + 1);
+}

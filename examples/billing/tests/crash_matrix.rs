@@ -5,33 +5,47 @@
 //! invocations are killed through the admin API.
 //! Beyond the matrix's own checks (committed session equal to the
 //! reference, effects once, nothing left, the durable journal replaying
-//! against the agent), the team checks its own ledger: whatever was
-//! killed, the turn charged the card and mailed the receipt at most once.
+//! against the agent), the team checks its own ledger: the turn charged the
+//! card and mailed the receipt exactly once (at most once when its
+//! invocation was killed), whatever was killed.
 
 use billing_agent::{Ledger, billing, lines, refunds};
-use ratchet_testkit::matrix::{AgentMatrix, MatrixEnv};
+use ratchet_testkit::chaos::Victim;
+use ratchet_testkit::matrix::{AgentMatrix, CheckedPoint, MatrixEnv};
 use std::sync::Mutex;
 
 /// One matrix at a time: each runs its own restate-server and service.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// The scenario's turn (`turn-in-1`, and its agent frames) made each
-/// effect at most once: its tools got the same idempotency key on every
-/// attempt, whatever was killed. (A later input of the session may charge
-/// again: that is another charge.)
-fn once_per_key(env: &MatrixEnv, object: &str, key: &str) -> Result<(), String> {
-    let prefix = format!("{object}/{key}:turn-in-1");
+/// The scenario's turn (`turn-in-1`, and its agent frames) charged the card
+/// and mailed the receipt exactly once — its tools got the same idempotency
+/// key on every attempt, whatever was killed — or, when the invocation was
+/// killed (the turn is settled, not finished), at most once. A later input
+/// of the session may charge again: that is another charge.
+fn once_per_turn(env: &MatrixEnv, object: &str, point: &CheckedPoint) -> Result<(), String> {
+    let prefix = format!("{object}/{}:turn-in-1", point.key);
     let ledger = lines(&env.dir.join("ledger.jsonl"));
-    for effect in ["charge", "receipt"] {
+    let effects: &[&str] = if object == "billing" {
+        &["charge", "receipt"]
+    } else {
+        &["receipt"]
+    };
+    for effect in effects {
         let n = ledger
             .iter()
             .filter(|v| {
-                v["kind"] == effect && v["key"].as_str().is_some_and(|k| k.starts_with(&prefix))
+                v["kind"] == *effect && v["key"].as_str().is_some_and(|k| k.starts_with(&prefix))
             })
             .count();
-        if n > 1 {
+        let allowed = if point.victim == Victim::Invocation {
+            0..=1
+        } else {
+            1..=1
+        };
+        if !allowed.contains(&n) {
             return Err(format!(
-                "{effect} made {n} times for session {object}/{key}"
+                "{effect} made {n} times by turn-in-1 of {object}/{} ({})",
+                point.key, point.spec
             ));
         }
     }
@@ -45,12 +59,13 @@ fn ledger(env: &MatrixEnv) -> std::sync::Arc<Ledger> {
 #[test]
 fn the_billing_agent_survives_every_fault_point() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let out = tempfile::tempdir().unwrap();
-    let json = out.path().join("matrix.json");
+    // Nothing with side effects before run(): every service process runs
+    // this test up to there.
+    let json = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("billing-matrix.json");
     let report = AgentMatrix::new(|env| billing(env.store.clone(), ledger(env)))
         .scenario("charge", "charge my card")
         .quick(false)
-        .check(|env, key| once_per_key(env, "billing", key))
+        .check(|env, point| once_per_turn(env, "billing", point))
         .json(&json)
         .run()
         .expect("the matrix ran");
@@ -63,7 +78,8 @@ fn the_billing_agent_survives_every_fault_point() {
     assert_eq!(v["failed"], 0);
     assert_eq!(v["points"], report.report.points());
     assert_eq!(v["results"][0]["point"]["spec"], "before:claim");
-    // Both tools' steps are fault points, and each point's journal replayed.
+    // Both tools' steps are fault points; each point's journals replayed
+    // (a settling invocation's only when it journaled turn steps).
     let specs: Vec<&str> = report
         .report
         .results
@@ -84,7 +100,7 @@ fn the_refunds_agent_survives_every_fault_point_across_its_frame() {
     let report = AgentMatrix::new(|env| refunds(env.store.clone(), ledger(env)))
         .scenario("refund", "refund my last charge")
         .quick(false)
-        .check(|env, key| once_per_key(env, "refunds", key))
+        .check(|env, point| once_per_turn(env, "refunds", point))
         .run()
         .expect("the matrix ran");
     eprintln!("{}", report.report.table());
@@ -96,4 +112,26 @@ fn the_refunds_agent_survives_every_fault_point_across_its_frame() {
         .filter(|r| r.point.spec.contains("agent-frame:1:"))
         .count();
     assert!(frame_points >= 2, "{}", report.report.table());
+}
+
+#[tokio::test]
+async fn the_matrix_refuses_to_run_inside_a_tokio_runtime() {
+    let err = AgentMatrix::new(|env| billing(env.store.clone(), ledger(env)))
+        .scenario("charge", "charge my card")
+        .run()
+        .unwrap_err();
+    assert!(err.to_string().contains("plain #[test]"), "{err}");
+}
+
+#[test]
+fn the_matrix_refuses_two_scenarios_of_one_name() {
+    let err = AgentMatrix::new(|env| billing(env.store.clone(), ledger(env)))
+        .scenario("charge", "charge my card")
+        .scenario("charge", "charge it again")
+        .run()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("two scenarios are named 'charge'"),
+        "{err}"
+    );
 }

@@ -48,6 +48,7 @@ pub(crate) trait Hooks: Send + Sync {
         _rig: &Rig,
         _case: &Case,
         _key: &str,
+        _point: &Point,
         _run: &PointRun,
     ) -> Result<(), String> {
         Ok(())
@@ -308,7 +309,7 @@ pub(crate) async fn run_cases(
             let key = format!("{}-{k}", case.name);
             let failure = match rig.crash_at(case, &key, point).await {
                 Ok(run) => match rig.verify(&key, point, reference).await {
-                    Ok(()) => hooks.point(rig, case, &key, &run).await.err(),
+                    Ok(()) => hooks.point(rig, case, &key, point, &run).await.err(),
                     Err(e) => Some(e),
                 },
                 Err(e) => Some(e),

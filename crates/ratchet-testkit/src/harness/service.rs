@@ -103,7 +103,7 @@ impl Service {
             let _ = child.kill();
             let _ = child.wait();
             return Err(err(format!(
-                "no `listening on` line from {}; log:\n{}",
+                "no `listening on` line from {} within a minute; its output:\n{}",
                 self.program.display(),
                 self.log()
             )));
@@ -113,36 +113,32 @@ impl Service {
         Ok(())
     }
 
-    /// Reads stdout up to the `listening on ADDR` line and returns its
-    /// port; the rest of stdout is copied to the log by a thread, so the
-    /// process never writes to a closed pipe.
+    /// Copies stdout to the log from a thread, and returns the port of its
+    /// `listening on ADDR` line, or `None` if none came within a minute (or
+    /// the process ended first).
     fn listen_line(&self, out: std::process::ChildStdout) -> Option<u16> {
-        let mut reader = BufReader::new(out);
-        let mut port = None;
-        let mut line = String::new();
-        for _ in 0..64 {
-            line.clear();
-            if reader.read_line(&mut line).ok()? == 0 {
-                break;
-            }
-            // A test binary's line may follow libtest's `test NAME ... `.
-            if let Some((_, addr)) = line.trim().split_once("listening on ") {
-                port = addr.rsplit(':').next().and_then(|p| p.parse().ok());
-                break;
-            }
-        }
+        let (tx, rx) = std::sync::mpsc::channel();
         let log = self.log.clone();
         std::thread::spawn(move || {
+            let mut reader = BufReader::new(out);
             let mut file = open_log(&log).ok();
             let mut line = String::new();
+            let mut tx = Some(tx);
             while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                // A test binary's line may follow libtest's `test NAME ... `.
+                if let Some((_, addr)) = line.trim().split_once("listening on ")
+                    && let Some(port) = addr.rsplit(':').next().and_then(|p| p.parse().ok())
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(port);
+                }
                 if let Some(f) = file.as_mut() {
                     let _ = f.write_all(line.as_bytes());
                 }
                 line.clear();
             }
         });
-        port
+        rx.recv_timeout(Duration::from_secs(60)).ok()
     }
 
     /// The service's log so far.

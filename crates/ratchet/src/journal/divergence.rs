@@ -31,7 +31,8 @@ impl StepAt {
 /// One field that differs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FieldDiff {
-    /// `turn_id`, `frame`, `phase`, `iteration`, `call_id` or `input_hash`.
+    /// `turn_id`, `frame`, `phase`, `iteration`, `call_id`, `input_hash`,
+    /// or `step` when a name is not one this build knows.
     pub field: String,
     /// What the recording holds (`-` when the field does not apply).
     pub expected: String,
@@ -78,6 +79,7 @@ impl Divergence {
                 "this build ended the turn; the recording goes on with '{}'",
                 rec.step
             ),
+            (None, None) => format!("at step {} (no step identity was kept)", self.index + 1),
             _ => self
                 .fields
                 .iter()
@@ -89,10 +91,7 @@ impl Divergence {
 }
 
 /// The parts of a step name, by field.
-fn parts(step: &str) -> Vec<(&'static str, String)> {
-    let Ok(name) = step.parse::<StepName>() else {
-        return vec![("phase", step.to_string())];
-    };
+fn parts(name: &StepName) -> Vec<(&'static str, String)> {
     let (phase, iteration, call) = match name.base() {
         StepName::Claim => ("claim", None, None),
         StepName::Prepare => ("prepare", None, None),
@@ -127,9 +126,17 @@ fn diff(recorded: &StepAt, ran: &StepAt) -> Vec<FieldDiff> {
         }
     };
     push("turn_id", &recorded.turn_id, &ran.turn_id);
-    let (a, b) = (parts(&recorded.step), parts(&ran.step));
-    for ((field, x), (_, y)) in a.iter().zip(&b) {
-        push(field, x, y);
+    match (
+        recorded.step.parse::<StepName>(),
+        ran.step.parse::<StepName>(),
+    ) {
+        (Ok(a), Ok(b)) => {
+            for ((field, x), (_, y)) in parts(&a).iter().zip(&parts(&b)) {
+                push(field, x, y);
+            }
+        }
+        // A name this build does not know: compare whole names.
+        _ => push("step", &recorded.step, &ran.step),
     }
     // The input only compares once the step itself is the same.
     if recorded.step == ran.step {
@@ -176,6 +183,21 @@ mod tests {
         );
         let fields: Vec<&str> = frame.fields.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, ["turn_id", "frame", "phase"]);
+    }
+
+    #[test]
+    fn an_unknown_step_name_is_compared_whole() {
+        let d = Divergence::at(
+            1,
+            Some(at("t", "approval:0", "a")),
+            Some(at("t", "prepare", "b")),
+        );
+        assert_eq!(d.describe(), "step: expected approval:0, found prepare");
+        assert!(
+            Divergence::at(0, None, None)
+                .describe()
+                .contains("at step 1")
+        );
     }
 
     #[test]
