@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# ratchet on a three-node Restate cluster, on loopback:
+#   - three restate-server 1.7.12 nodes, each with every role (ingress,
+#     admin, worker, log-server, metadata-server): replicated metadata (a
+#     raft group over the three), the replicated loglet with replication
+#     factor 2, and partitions spread over the nodes; node 1 provisions the
+#     cluster, the others join it;
+#   - N `ratchet serve` instances (default 2) on one throwaway PostgreSQL
+#     (scripts/postgres.sh);
+#   - scripts/lb.py, a round-robin TCP load balancer, in front of the
+#     instances: the one deployment URI registered with the cluster.
+# Free ports; every process is stopped by its PID.
+#   scripts/cluster.sh start [N]   start it all; prints the endpoints
+#   scripts/cluster.sh status      what runs, and each node's health
+#   scripts/cluster.sh stop        stop everything and delete the state
+# State (PIDs, ports, URLs): .ratchet/cluster/cluster.env
+set -euo pipefail
+cd "$(dirname "$0")/.."
+state_dir=.ratchet/cluster
+env_file=$state_dir/cluster.env
+server=.tools/restate/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_http() { # url, what
+  for _ in $(seq 1 300); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "$2 did not come up ($1)" >&2
+  return 1
+}
+
+wait_line() { # file, pid, what: waits for `listening on` in the file
+  for _ in $(seq 1 300); do
+    grep -q "listening on" "$1" 2>/dev/null && return 0
+    kill -0 "$2" 2>/dev/null || { cat "$1" >&2; echo "$3 exited" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "$3 did not listen" >&2
+  return 1
+}
+
+save() { printf '%s=%s\n' "$1" "$2" >> "$env_file"; }
+
+start() {
+  local instances=${1:-2}
+  [ -f "$env_file" ] && { echo "already running (see $env_file); stop it first" >&2; exit 1; }
+  scripts/install-restate.sh >&2
+  cargo build --quiet --bin ratchet
+  local ratchet=${CARGO_TARGET_DIR:-target}/debug/ratchet
+  mkdir -p "$state_dir"
+  : > "$env_file"
+  chmod 600 "$env_file"
+  local dir
+  dir=$(mktemp -d /tmp/ratchet-cluster-XXXXXX)
+  save DIR "$dir"
+  local node=() ingress=() admin=()
+  for n in 1 2 3; do node[n]=$(free_port); ingress[n]=$(free_port); admin[n]=$(free_port); done
+  local peers="\"http://127.0.0.1:${node[1]}/\", \"http://127.0.0.1:${node[2]}/\", \"http://127.0.0.1:${node[3]}/\""
+  for n in 1 2 3; do
+    mkdir -p "$dir/n$n"
+    cat > "$dir/n$n/restate.toml" <<EOF
+node-name = "n$n"
+cluster-name = "ratchet-cluster"
+base-dir = "$dir/n$n/data"
+roles = ["http-ingress", "admin", "worker", "log-server", "metadata-server"]
+# Node 1 provisions the cluster; the others join it.
+auto-provision = $([ "$n" = 1 ] && echo true || echo false)
+# Bifrost's replicated loglet and the partitions: two copies of each record.
+default-replication = 2
+default-num-partitions = 12
+bind-address = "127.0.0.1:${node[n]}"
+advertised-address = "http://127.0.0.1:${node[n]}/"
+disable-telemetry = true
+
+[metadata-client]
+type = "replicated"
+addresses = [$peers]
+
+[ingress]
+bind-address = "127.0.0.1:${ingress[n]}"
+
+[admin]
+bind-address = "127.0.0.1:${admin[n]}"
+EOF
+    RESTATE_LISTEN_MODE=tcp "$server" --config-file "$dir/n$n/restate.toml" \
+      > "$dir/n$n/server.log" 2>&1 &
+    save "NODE${n}_PID" $!
+    save "INGRESS_$n" "http://127.0.0.1:${ingress[n]}"
+    save "ADMIN_$n" "http://127.0.0.1:${admin[n]}"
+  done
+  for n in 1 2 3; do wait_http "http://127.0.0.1:${admin[n]}/health" "node n$n"; done
+  # The throwaway database (its own state file: .ratchet/postgres.env).
+  local url
+  url=$(scripts/postgres.sh start)
+  save POSTGRES started
+  local backends=""
+  for k in $(seq 1 "$instances"); do
+    local port
+    port=$(free_port)
+    RATCHET_LOG=info "$ratchet" serve --store "$url" --listen "127.0.0.1:$port" \
+      --restate-admin "http://127.0.0.1:${admin[1]}" > "$dir/ratchet-$k.log" 2>&1 &
+    local pid=$!
+    save "RATCHET${k}_PID" "$pid"
+    save "RATCHET${k}_PORT" "$port"
+    wait_line "$dir/ratchet-$k.log" "$pid" "ratchet instance $k"
+    backends="$backends,127.0.0.1:$port"
+  done
+  local lb
+  lb=$(free_port)
+  python3 scripts/lb.py "127.0.0.1:$lb" "${backends#,}" > "$dir/lb.log" 2>&1 &
+  save LB_PID $!
+  wait_line "$dir/lb.log" "$(sed -n 's/^LB_PID=//p' "$env_file")" "the load balancer"
+  save DEPLOYMENT "http://127.0.0.1:$lb"
+  save INSTANCES "$instances"
+  curl -fsS -X POST "http://127.0.0.1:${admin[1]}/deployments" -H 'content-type: application/json' \
+    -d "{\"uri\": \"http://127.0.0.1:$lb\", \"force\": true}" > "$dir/register.json"
+  echo "cluster up: 3 restate nodes, $instances ratchet instances behind http://127.0.0.1:$lb"
+  grep -E '^(INGRESS|ADMIN|DEPLOYMENT)' "$env_file"
+}
+
+status() {
+  [ -f "$env_file" ] || { echo "not running"; return 0; }
+  local name pid
+  while IFS='=' read -r name pid; do
+    case "$name" in
+      *_PID) if kill -0 "$pid" 2>/dev/null; then echo "$name $pid running"; else echo "$name $pid DOWN"; fi ;;
+    esac
+  done < "$env_file"
+  for n in 1 2 3; do
+    local a
+    a=$(sed -n "s/^ADMIN_$n=//p" "$env_file")
+    if curl -fsS -o /dev/null "$a/health" 2>/dev/null; then echo "node n$n healthy ($a)"; else echo "node n$n unreachable ($a)"; fi
+  done
+  grep -E '^(INGRESS|DEPLOYMENT)' "$env_file"
+}
+
+stop() {
+  [ -f "$env_file" ] || { echo "not running" >&2; return 0; }
+  local name pid
+  # The load balancer and the instances first, then the nodes.
+  for name in LB_PID $(grep -o '^RATCHET[0-9]*_PID' "$env_file") NODE3_PID NODE2_PID NODE1_PID; do
+    pid=$(sed -n "s/^$name=//p" "$env_file")
+    [ -n "$pid" ] || continue
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  grep -q '^POSTGRES=' "$env_file" && scripts/postgres.sh stop
+  rm -rf "$(sed -n 's/^DIR=//p' "$env_file")" "$env_file"
+  echo "stopped"
+}
+
+case "${1:-}" in
+  start) start "${2:-2}" ;;
+  status) status ;;
+  stop) stop ;;
+  *) echo "usage: scripts/cluster.sh start [N]|status|stop" >&2; exit 2 ;;
+esac
