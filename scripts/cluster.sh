@@ -6,13 +6,17 @@
 #     factor 2, and partitions spread over the nodes; node 1 provisions the
 #     cluster, the others join it;
 #   - N `ratchet serve` instances (default 2) on one throwaway PostgreSQL
-#     (scripts/postgres.sh);
+#     (scripts/postgres.sh), with the effect ledger on (a test rig: the
+#     node-loss test counts effects);
 #   - scripts/lb.py, a round-robin TCP load balancer, in front of the
 #     instances: the one deployment URI registered with the cluster.
 # Free ports; every process is stopped by its PID.
 #   scripts/cluster.sh start [N]   start it all; prints the endpoints
 #   scripts/cluster.sh status      what runs, and each node's health
 #   scripts/cluster.sh stop        stop everything and delete the state
+#   scripts/cluster.sh kill-node N | restart-node N          SIGKILL / restart node N
+#   scripts/cluster.sh kill-instance K | restart-instance K  the same for ratchet instance K
+#   scripts/cluster.sh test        the node-loss test (crates/ratchet-cli/tests/cluster.rs)
 # State (PIDs, ports, URLs): .ratchet/cluster/cluster.env
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +45,42 @@ wait_line() { # file, pid, what: waits for `listening on` in the file
   return 1
 }
 
-save() { printf '%s=%s\n' "$1" "$2" >> "$env_file"; }
+save() { # key, value: replaces an earlier value of the key
+  if [ -f "$env_file" ]; then
+    grep -v "^$1=" "$env_file" > "$env_file.tmp" || true
+    mv "$env_file.tmp" "$env_file"
+  fi
+  printf '%s=%s\n' "$1" "$2" >> "$env_file"
+  chmod 600 "$env_file"
+}
+
+get() { sed -n "s/^$1=//p" "$env_file"; }
+
+launch_node() { # dir, n
+  RESTATE_LISTEN_MODE=tcp "$server" --config-file "$1/n$2/restate.toml" \
+    >> "$1/n$2/server.log" 2>&1 &
+  save "NODE${2}_PID" $!
+}
+
+launch_instance() { # k: on its saved port, the saved store and admin API
+  local dir k=$1
+  dir=$(get DIR)
+  # A log per launch, so `listening on` is this launch's.
+  local log
+  log="$dir/ratchet-$k.$(date +%s%N).log"
+  RATCHET_LOG=info RATCHET_EFFECT_LEDGER=true "${CARGO_TARGET_DIR:-target}/debug/ratchet" serve \
+    --store "$(get PG_URL)" --listen "127.0.0.1:$(get "RATCHET${k}_PORT")" \
+    --restate-admin "$(get ADMIN)" > "$log" 2>&1 &
+  local pid=$!
+  save "RATCHET${k}_PID" "$pid"
+  wait_line "$log" "$pid" "ratchet instance $k"
+}
+
+kill_pid() { # name of a *_PID key: SIGKILL
+  local pid
+  pid=$(get "$1")
+  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+}
 
 start() {
   local instances=${1:-2}
@@ -84,9 +123,7 @@ bind-address = "127.0.0.1:${ingress[n]}"
 [admin]
 bind-address = "127.0.0.1:${admin[n]}"
 EOF
-    RESTATE_LISTEN_MODE=tcp "$server" --config-file "$dir/n$n/restate.toml" \
-      > "$dir/n$n/server.log" 2>&1 &
-    save "NODE${n}_PID" $!
+    launch_node "$dir" "$n"
     save "INGRESS_$n" "http://127.0.0.1:${ingress[n]}"
     save "ADMIN_$n" "http://127.0.0.1:${admin[n]}"
   done
@@ -95,16 +132,14 @@ EOF
   local url
   url=$(scripts/postgres.sh start)
   save POSTGRES started
+  save PG_URL "$url"
+  save ADMIN "http://127.0.0.1:${admin[1]}"
   local backends=""
   for k in $(seq 1 "$instances"); do
     local port
     port=$(free_port)
-    RATCHET_LOG=info "$ratchet" serve --store "$url" --listen "127.0.0.1:$port" \
-      --restate-admin "http://127.0.0.1:${admin[1]}" > "$dir/ratchet-$k.log" 2>&1 &
-    local pid=$!
-    save "RATCHET${k}_PID" "$pid"
     save "RATCHET${k}_PORT" "$port"
-    wait_line "$dir/ratchet-$k.log" "$pid" "ratchet instance $k"
+    launch_instance "$k"
     backends="$backends,127.0.0.1:$port"
   done
   local lb
@@ -156,5 +191,10 @@ case "${1:-}" in
   start) start "${2:-2}" ;;
   status) status ;;
   stop) stop ;;
-  *) echo "usage: scripts/cluster.sh start [N]|status|stop" >&2; exit 2 ;;
+  kill-node) kill_pid "NODE${2:?node 1-3}_PID" ;;
+  restart-node) kill_pid "NODE${2:?node 1-3}_PID"; launch_node "$(get DIR)" "$2" ;;
+  kill-instance) kill_pid "RATCHET${2:?instance}_PID" ;;
+  restart-instance) kill_pid "RATCHET${2:?instance}_PID"; launch_instance "$2" ;;
+  test) cargo test -p ratchet-cli --test cluster -- --ignored --nocapture ;;
+  *) echo "usage: scripts/cluster.sh start [N]|status|stop|kill-node N|restart-node N|kill-instance K|restart-instance K|test" >&2; exit 2 ;;
 esac
