@@ -15,8 +15,12 @@ use ratchet::tools::{ToolRegistry, builtin_registry};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Logs to stderr, filtered by `RATCHET_LOG` (default `warn`).
+/// Logs to stderr, filtered by `RATCHET_LOG` (default `warn`), coloured
+/// only when stderr is a terminal and `NO_COLOR` is unset: a log file or a
+/// collector gets plain lines.
 pub fn init_logging() {
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let filter = tracing_subscriber::EnvFilter::try_from_env("RATCHET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // RATCHET_LOG_SPANS=1 prints each span's busy (our CPU) and idle
@@ -30,6 +34,7 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(spans)
+        .with_ansi(ansi)
         // Every log line passes the redaction layer on its way out.
         .with_writer(|| ratchet::secrets::RedactingLine::new(std::io::stderr()))
         .with_target(false)

@@ -124,6 +124,22 @@ fn input_the_cli_cannot_run_exits_2_and_stores_nothing() {
 }
 
 #[test]
+fn logs_to_a_pipe_are_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = ratchet(dir.path(), &["turn", "--session", "s", "What is 6*7?"])
+        .env("RATCHET_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("turn committed"), "the turn's log expected: {log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a piped log: {log:?}"
+    );
+}
+
+#[test]
 fn a_re_sent_input_answers_with_its_committed_turn() {
     let dir = tempfile::tempdir().unwrap();
     let args = [
