@@ -132,7 +132,10 @@ fn logs_to_a_pipe_are_plain_text() {
         .unwrap();
     assert!(o.status.success());
     let log = String::from_utf8_lossy(&o.stderr);
-    assert!(log.contains("turn committed"), "the turn's log expected: {log}");
+    assert!(
+        log.contains("turn committed"),
+        "the turn's log expected: {log}"
+    );
     assert!(
         !log.contains('\u{1b}'),
         "ANSI escapes in a piped log: {log:?}"

@@ -16,7 +16,9 @@
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # fn my_agent(store: Arc<dyn ratchet::store::SessionStore>) -> ratchet::Agent { unimplemented!() }
+//! # fn my_agent(store: Arc<dyn ratchet::store::SessionStore>) -> ratchet::Agent {
+//! #     ratchet::Agent::new("billing").store(store)
+//! # }
 //! #[tokio::test]
 //! async fn turns_are_deterministic_between_steps() {
 //!     let input = ratchet::model::TurnInput::text("charge my card");

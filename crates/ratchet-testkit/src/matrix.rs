@@ -19,7 +19,9 @@
 //!   charged once".
 //!
 //! ```no_run
-//! # fn my_agent(env: &ratchet_testkit::matrix::MatrixEnv) -> ratchet::Agent { unimplemented!() }
+//! # fn my_agent(env: &ratchet_testkit::matrix::MatrixEnv) -> ratchet::Agent {
+//! #     ratchet::Agent::new("billing").store(env.store.clone())
+//! # }
 //! #[test] // a plain #[test]: the matrix runs its own runtime
 //! fn crash_matrix() {
 //!     ratchet_testkit::matrix::AgentMatrix::new(my_agent)

@@ -6,7 +6,7 @@
 //! differ, so a deploy gate can say *what* changed.
 //!
 //! ```no_run
-//! # fn my_agent() -> ratchet::Agent { unimplemented!() }
+//! # fn my_agent() -> ratchet::Agent { ratchet::Agent::new("billing") }
 //! #[tokio::test]
 //! async fn recordings_replay_on_this_build() {
 //!     ratchet_testkit::replay::assert_dir(&my_agent(), "tests/recordings").await;
