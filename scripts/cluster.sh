@@ -12,17 +12,25 @@
 #     instances: the one deployment URI registered with the cluster.
 # Free ports; every process is stopped by its PID.
 #   scripts/cluster.sh start [N]   start it all; prints the endpoints
+#     (NODES=1 starts a one-node cluster instead, for the benchmark's
+#     side-by-side figures; RATCHET_BIN picks the ratchet binary, default
+#     the debug build; RATCHET_MODEL and the other RATCHET_* variables reach
+#     the instances)
 #   scripts/cluster.sh status      what runs, and each node's health
 #   scripts/cluster.sh stop        stop everything and delete the state
+#   scripts/cluster.sh leaders     partitions led per node, most first ("n2 5")
 #   scripts/cluster.sh kill-node N | restart-node N          SIGKILL / restart node N
 #   scripts/cluster.sh kill-instance K | restart-instance K  the same for ratchet instance K
 #   scripts/cluster.sh test        the node-loss test (crates/ratchet-cli/tests/cluster.rs)
+#   scripts/cluster.sh bench       1 vs 3 nodes and 1 vs 2 instances, side by side
+#     (release build; last line: the JSON report; see BENCHMARKS.md)
 # State (PIDs, ports, URLs): .ratchet/cluster/cluster.env
 set -euo pipefail
 cd "$(dirname "$0")/.."
 state_dir=.ratchet/cluster
 env_file=$state_dir/cluster.env
 server=.tools/restate/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server
+restatectl=.tools/restate/node_modules/@restatedev/restatectl-linux-x64/bin/restatectl
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -68,7 +76,7 @@ launch_instance() { # k: on its saved port, the saved store and admin API
   # A log per launch, so `listening on` is this launch's.
   local log
   log="$dir/ratchet-$k.$(date +%s%N).log"
-  RATCHET_LOG=info RATCHET_EFFECT_LEDGER=true "${CARGO_TARGET_DIR:-target}/debug/ratchet" serve \
+  RATCHET_LOG=${RATCHET_LOG:-info} RATCHET_EFFECT_LEDGER=${RATCHET_EFFECT_LEDGER:-true} "$(get BIN)" serve \
     --store "$(get PG_URL)" --listen "127.0.0.1:$(get "RATCHET${k}_PORT")" \
     --restate-admin "$(get ADMIN)" > "$log" 2>&1 &
   local pid=$!
@@ -83,21 +91,33 @@ kill_pid() { # name of a *_PID key: SIGKILL
 }
 
 start() {
-  local instances=${1:-2}
+  local instances=${1:-2} nodes=${NODES:-3}
+  case "$nodes" in 1|3) ;; *) echo "NODES must be 1 or 3, not $nodes" >&2; exit 2 ;; esac
   [ -f "$env_file" ] && { echo "already running (see $env_file); stop it first" >&2; exit 1; }
   scripts/install-restate.sh >&2
-  cargo build --quiet --bin ratchet
-  local ratchet=${CARGO_TARGET_DIR:-target}/debug/ratchet
+  local bin=${RATCHET_BIN:-}
+  if [ -z "$bin" ]; then
+    cargo build --quiet --bin ratchet
+    bin=${CARGO_TARGET_DIR:-target}/debug/ratchet
+  fi
   mkdir -p "$state_dir"
   : > "$env_file"
   chmod 600 "$env_file"
+  save BIN "$bin"
+  save NODES "$nodes"
   local dir
   dir=$(mktemp -d /tmp/ratchet-cluster-XXXXXX)
   save DIR "$dir"
-  local node=() ingress=() admin=()
-  for n in 1 2 3; do node[n]=$(free_port); ingress[n]=$(free_port); admin[n]=$(free_port); done
-  local peers="\"http://127.0.0.1:${node[1]}/\", \"http://127.0.0.1:${node[2]}/\", \"http://127.0.0.1:${node[3]}/\""
-  for n in 1 2 3; do
+  local node=() ingress=() admin=() peers=""
+  for n in $(seq 1 "$nodes"); do
+    node[n]=$(free_port); ingress[n]=$(free_port); admin[n]=$(free_port)
+    peers="$peers, \"http://127.0.0.1:${node[n]}/\""
+    save "NODE_ADDR_$n" "http://127.0.0.1:${node[n]}/"
+  done
+  peers=${peers#, }
+  # Two copies of each log record and partition on three nodes; one alone.
+  local replication=$(( nodes == 3 ? 2 : 1 ))
+  for n in $(seq 1 "$nodes"); do
     mkdir -p "$dir/n$n"
     cat > "$dir/n$n/restate.toml" <<EOF
 node-name = "n$n"
@@ -107,7 +127,7 @@ roles = ["http-ingress", "admin", "worker", "log-server", "metadata-server"]
 # Node 1 provisions the cluster; the others join it.
 auto-provision = $([ "$n" = 1 ] && echo true || echo false)
 # Bifrost's replicated loglet and the partitions: two copies of each record.
-default-replication = 2
+default-replication = $replication
 default-num-partitions = 12
 bind-address = "127.0.0.1:${node[n]}"
 advertised-address = "http://127.0.0.1:${node[n]}/"
@@ -127,12 +147,13 @@ EOF
     save "INGRESS_$n" "http://127.0.0.1:${ingress[n]}"
     save "ADMIN_$n" "http://127.0.0.1:${admin[n]}"
   done
-  for n in 1 2 3; do wait_http "http://127.0.0.1:${admin[n]}/health" "node n$n"; done
+  for n in $(seq 1 "$nodes"); do wait_http "http://127.0.0.1:${admin[n]}/health" "node n$n"; done
   # The throwaway database (its own state file: .ratchet/postgres.env).
   local url
   url=$(scripts/postgres.sh start)
   save POSTGRES started
   save PG_URL "$url"
+  save PG_PID "$(sed -n 's/^PID=//p' .ratchet/postgres.env)"
   save ADMIN "http://127.0.0.1:${admin[1]}"
   local backends=""
   for k in $(seq 1 "$instances"); do
@@ -151,8 +172,27 @@ EOF
   save INSTANCES "$instances"
   curl -fsS -X POST "http://127.0.0.1:${admin[1]}/deployments" -H 'content-type: application/json' \
     -d "{\"uri\": \"http://127.0.0.1:$lb\", \"force\": true}" > "$dir/register.json"
-  echo "cluster up: 3 restate nodes, $instances ratchet instances behind http://127.0.0.1:$lb"
+  echo "cluster up: $nodes restate node(s), $instances ratchet instance(s) behind http://127.0.0.1:$lb"
   grep -E '^(INGRESS|ADMIN|DEPLOYMENT)' "$env_file"
+}
+
+# Partitions led per node, most first ("n2 5"), asked of the first node
+# that answers (restatectl speaks the node-to-node address).
+leaders() {
+  local n addr nodes parts
+  for n in $(seq 1 "$(get NODES)"); do
+    addr=$(get "NODE_ADDR_$n")
+    nodes=$("$restatectl" nodes list --address "$addr" 2>/dev/null) || continue
+    parts=$("$restatectl" partitions list --address "$addr" 2>/dev/null) || continue
+    # NODE (N1) -> NAME (n1); then each Leader row's NODE (N1:2) by name.
+    awk -v nodes="$nodes" '
+      BEGIN { split(nodes, lines, "\n"); for (i in lines) { split(lines[i], f, " "); if (f[1] ~ /^N[0-9]+$/) name[f[1]] = f[3] } }
+      $3 == "Leader" { split($2, id, ":"); count[name[id[1]]]++ }
+      END { for (k in count) print k, count[k] }' <<< "$parts" | sort -k2,2nr -k1,1
+    return 0
+  done
+  echo "no node answered" >&2
+  return 1
 }
 
 status() {
@@ -163,7 +203,7 @@ status() {
       *_PID) if kill -0 "$pid" 2>/dev/null; then echo "$name $pid running"; else echo "$name $pid DOWN"; fi ;;
     esac
   done < "$env_file"
-  for n in 1 2 3; do
+  for n in $(seq 1 "$(get NODES)"); do
     local a
     a=$(sed -n "s/^ADMIN_$n=//p" "$env_file")
     if curl -fsS -o /dev/null "$a/health" 2>/dev/null; then echo "node n$n healthy ($a)"; else echo "node n$n unreachable ($a)"; fi
@@ -195,6 +235,11 @@ case "${1:-}" in
   restart-node) kill_pid "NODE${2:?node 1-3}_PID"; launch_node "$(get DIR)" "$2" ;;
   kill-instance) kill_pid "RATCHET${2:?instance}_PID" ;;
   restart-instance) kill_pid "RATCHET${2:?instance}_PID"; launch_instance "$2" ;;
+  leaders) leaders ;;
   test) cargo test -p ratchet-cli --test cluster -- --ignored --nocapture ;;
-  *) echo "usage: scripts/cluster.sh start [N]|status|stop|kill-node N|restart-node N|kill-instance K|restart-instance K|test" >&2; exit 2 ;;
+  bench)
+    scripts/install-restate.sh
+    cargo build --release --quiet --bin ratchet
+    exec "${CARGO_TARGET_DIR:-target}/release/ratchet" bench --cluster scripts/cluster.sh "${@:2}" ;;
+  *) echo "usage: scripts/cluster.sh start [N]|status|stop|leaders|kill-node N|restart-node N|kill-instance K|restart-instance K|test|bench" >&2; exit 2 ;;
 esac

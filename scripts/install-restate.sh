@@ -7,13 +7,16 @@ version=1.7.12
 dir=.tools/restate
 server=$dir/node_modules/@restatedev/restate-server-linux-x64/bin/restate-server
 cli=$dir/node_modules/@restatedev/restate-linux-x64/bin/restate
-if [ -x "$server" ] && [ -x "$cli" ] && [ "$(cat "$dir/.version" 2>/dev/null)" = "$version" ]; then
+# restatectl: the cluster tool (partition leaders, for scripts/cluster.sh).
+ctl=$dir/node_modules/@restatedev/restatectl-linux-x64/bin/restatectl
+if [ -x "$server" ] && [ -x "$cli" ] && [ -x "$ctl" ] && [ "$(cat "$dir/.version" 2>/dev/null)" = "$version" ]; then
   exit 0
 fi
-echo "== installing restate-server $version and the restate CLI into $dir" >&2
+echo "== installing restate-server $version, the restate CLI and restatectl into $dir" >&2
 mkdir -p "$dir"
 (cd "$dir" && [ -f package.json ] || echo '{"name":"ratchet-tools","private":true}' > package.json)
 (cd "$dir" && npm install --no-audit --no-fund --silent \
-  "@restatedev/restate-server@$version" "@restatedev/restate@$version" >&2)
+  "@restatedev/restate-server@$version" "@restatedev/restate@$version" \
+  "@restatedev/restatectl@$version" >&2)
 [ -x "$server" ] || { echo "restate-server binary missing after install: $server" >&2; exit 1; }
 echo "$version" > "$dir/.version"

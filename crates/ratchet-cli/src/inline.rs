@@ -192,12 +192,19 @@ pub async fn dispatch(command: Command) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&rec)?);
             Ok(())
         }
-        Command::Bench { quick } => {
-            let opts = ratchet_testkit::bench::BenchOptions {
-                quick,
-                bin: std::env::current_exe().context("cannot find the ratchet binary")?,
+        Command::Bench { quick, cluster } => {
+            let bin = std::env::current_exe().context("cannot find the ratchet binary")?;
+            let report = match cluster {
+                Some(script) => {
+                    let opts =
+                        ratchet_testkit::bench::cluster::ClusterOptions { script, quick, bin };
+                    ratchet_testkit::bench::cluster::run(&opts).await?
+                }
+                None => {
+                    let opts = ratchet_testkit::bench::BenchOptions { quick, bin };
+                    ratchet_testkit::bench::run(&opts).await?
+                }
             };
-            let report = ratchet_testkit::bench::run(&opts).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             println!("{}", serde_json::to_string(&report)?);
             Ok(())

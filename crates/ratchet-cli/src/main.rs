@@ -309,6 +309,11 @@ enum Command {
         /// A smaller run (under 3 minutes).
         #[arg(long)]
         quick: bool,
+        /// Instead: 1 vs 3 Restate nodes and 1 vs 2 instances on the
+        /// cluster rig this `scripts/cluster.sh` starts (what
+        /// `scripts/cluster.sh bench` runs).
+        #[arg(long, value_name = "CLUSTER_SH")]
+        cluster: Option<PathBuf>,
     },
     /// Serve the Restate endpoint (the `Session` virtual object).
     Serve {

@@ -4,11 +4,14 @@
 //! `scripts/cluster.sh test`.
 //!
 //! 300 turns over 30 sessions are sent one-way through the ingress of each
-//! node in turn. A third of the way in, node 2 and ratchet instance 1 are
-//! SIGKILLed, and restarted a few seconds later. Then, with node 3 killed
-//! and left down, 60 more turns run. Afterwards, in every session: every
-//! input committed exactly once and in the order sent, no lease or claim
-//! left, and each keyed `notes` effect made exactly once.
+//! node in turn. A third of the way in, the node (of 2 and 3) that leads
+//! the most partitions and ratchet instance 1 are SIGKILLed; the test waits
+//! until the other nodes have taken over every partition the dead node led,
+//! and restarts both a few seconds later. Then the node that leads the most
+//! partitions by then is killed and left down while 60 more turns run.
+//! Afterwards, in every session: every input committed exactly once and in
+//! the order sent, no lease or claim left, and each keyed `notes` effect
+//! made exactly once.
 
 use ratchet::model::SessionId;
 use ratchet::store::PostgresStore;
@@ -33,6 +36,50 @@ fn script(args: &[&str]) {
         .status()
         .expect("scripts/cluster.sh runs");
     assert!(status.success(), "scripts/cluster.sh {args:?} failed");
+}
+
+/// Partitions led per node (1-3), from `scripts/cluster.sh leaders`.
+fn leaders() -> BTreeMap<usize, usize> {
+    let out = Command::new(root().join("scripts/cluster.sh"))
+        .arg("leaders")
+        .current_dir(root())
+        .output()
+        .expect("scripts/cluster.sh leaders runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (name, count) = l.split_once(' ')?;
+            Some((name.strip_prefix('n')?.parse().ok()?, count.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Of nodes 2 and 3 (node 1 serves the instances' admin API), the one
+/// leading the most partitions; it must lead some.
+fn busiest_leader() -> usize {
+    let led = leaders();
+    let node = if led.get(&2) >= led.get(&3) { 2 } else { 3 };
+    let count = led.get(&node).copied().unwrap_or(0);
+    assert!(count > 0, "neither node 2 nor 3 leads a partition: {led:?}");
+    eprintln!("partition leaders {led:?}: killing n{node}, which leads {count}");
+    node
+}
+
+/// Waits until the live nodes lead all 12 partitions, none led by `dead`.
+fn await_takeover(dead: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let led = leaders();
+        if !led.contains_key(&dead) && led.values().sum::<usize>() == 12 {
+            eprintln!("after n{dead} died, partition leaders {led:?}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partitions not taken over from n{dead}: {led:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Stops the rig whatever the test did.
@@ -129,31 +176,40 @@ async fn node_and_instance_loss_lose_reorder_and_repeat_nothing() {
     let rig = Rig::start();
     let all = [1, 2, 3];
     let mut sent: Vec<(usize, usize, String)> = Vec::new();
-    // Phase 1: 300 turns, node 2 and instance 1 lost a third of the way in.
+    // Phase 1: 300 turns; a partition leader and instance 1 lost a third of
+    // the way in.
+    let mut down = 0;
     for k in 1..=10 {
+        let live: Vec<usize> = all.iter().copied().filter(|n| *n != down).collect();
         for s in 0..SESSIONS {
-            let n = (s + k) % 3;
-            let live: &[usize] = if (4..=5).contains(&k) { &[1, 3] } else { &all };
-            sent.push((s, k, send(&rig, live, n, s, k).await));
+            sent.push((s, k, send(&rig, &live, s + k, s, k).await));
         }
         if k == 3 {
-            script(&["kill-node", "2"]);
+            down = busiest_leader();
+            script(&["kill-node", &down.to_string()]);
             script(&["kill-instance", "1"]);
         }
+        if k == 4 {
+            await_takeover(down);
+        }
         if k == 5 {
-            script(&["restart-node", "2"]);
+            script(&["restart-node", &down.to_string()]);
             script(&["restart-instance", "1"]);
+            down = 0;
         }
     }
-    // Phase 2: node 3 lost and left down; 60 more turns through 1 and 2.
-    script(&["kill-node", "3"]);
+    // Phase 2: the busiest leader by now lost and left down; 60 more turns.
+    let gone = busiest_leader();
+    script(&["kill-node", &gone.to_string()]);
+    let live: Vec<usize> = all.iter().copied().filter(|n| *n != gone).collect();
     for k in 11..=12 {
         for s in 0..SESSIONS {
-            sent.push((s, k, send(&rig, &[1, 2], s, s, k).await));
+            sent.push((s, k, send(&rig, &live, s, s, k).await));
         }
     }
+    await_takeover(gone);
     for (s, k, id) in &sent {
-        let reply = attach(&rig, &[1, 2], id).await;
+        let reply = attach(&rig, &live, id).await;
         assert_eq!(
             reply["outcome"]["status"], "finished",
             "c{s} in-{k}: {reply}"

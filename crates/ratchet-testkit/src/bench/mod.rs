@@ -7,6 +7,7 @@
 //! growth with 10 … 10,000 prior messages (journal bytes per turn, commit
 //! time, turn p50); service RSS after 1,000 sessions ran one turn each.
 
+pub mod cluster;
 mod growth;
 pub mod probe;
 pub mod stats;
@@ -393,7 +394,7 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
         .map(|k| format!("seq-{}", sizes.warmup + k * sizes.sequential / 3))
         .collect();
     sample.extend(["tp-0", "tp-31", "g10", "g10000"].map(String::from));
-    let steps_checked = probe::check_journaled_steps(&server, &sample, 5).await?;
+    let steps_checked = probe::check_journaled_steps(&server.admin, &sample, 5).await?;
 
     let g10 = &growth[0];
     let g10k = &growth[growth.len() - 1];

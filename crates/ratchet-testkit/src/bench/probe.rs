@@ -4,7 +4,7 @@
 //! the 9-step bench turn, not a shorter failed one).
 
 use super::err;
-use crate::harness::{HarnessResult, RestateServer};
+use crate::harness::HarnessResult;
 use ratchet::restate::admin::AdminClient;
 use std::ops::Sub;
 
@@ -104,20 +104,21 @@ impl Sub for Cpu {
 /// session in `sessions` (at most `per_session` of them) journaled exactly
 /// the bench turn's nine steps; returns how many invocations it checked.
 pub async fn check_journaled_steps(
-    server: &RestateServer,
+    admin_url: &str,
     sessions: &[String],
     per_session: usize,
 ) -> HarnessResult<usize> {
-    let admin = AdminClient::at(&server.admin).map_err(err)?;
+    let admin = AdminClient::at(admin_url).map_err(err)?;
     let mut checked = 0;
     for session in sessions {
-        let rows = server
+        let rows = admin
             .query(&format!(
                 "SELECT id FROM sys_invocation WHERE target_service_name = 'Session' \
                  AND target_service_key = '{session}' AND target_handler_name = 'turn' \
                  LIMIT {per_session}"
             ))
-            .await?;
+            .await
+            .map_err(err)?;
         if rows.is_empty() {
             return Err(err(format!("no turn invocation of {session} to check")));
         }
