@@ -3,8 +3,12 @@
 # and build ratchet, start both on free loopback ports, register the
 # deployment, run a turn whose demo model calls three tools, SIGKILL the
 # service right after the first tool (a fault point), restart it, let
-# Restate finish the turn, print an account, stop everything it started.
-# Last line: {"outcome", "recovered_after_crash", "tool_executions"}.
+# Restate finish the turn. Then an approval: the service runs with
+# --approve-tools notes, a turn asks to remember something, waits for
+# approval (suspended in Restate, holding nothing), the service is SIGKILLed
+# and restarted meanwhile, `ratchet approve` decides, and the tool runs
+# once. Prints an account, stops everything it started.
+# Last line: {"outcome", "recovered_after_crash", "tool_executions", "approval"}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,8 +54,9 @@ curl -sf "$admin/health" >/dev/null || { cat "$work/server.log" >&2; echo "resta
 
 start_service() {
   # --effect-ledger counts every model and tool call, to show each ran once.
+  : > "$work/service.out"
   "$bin" serve --effect-ledger --store "sqlite:$db" --listen "127.0.0.1:$service_port" --restate-admin "$admin" \
-    >"$work/service.out" 2>>"$work/service.log" &
+    "$@" >"$work/service.out" 2>>"$work/service.log" &
   service_pid=$!
   for _ in $(seq 1 100); do grep -q listening "$work/service.out" 2>/dev/null && break; sleep 0.05; done
 }
@@ -86,16 +91,71 @@ result=$(curl -sf --max-time 60 "$ingress/restate/invocation/$invocation/attach"
 say "committed history"
 "$bin" history --db "$db" --session demo >&2
 effects=$("$bin" effects --db "$db" --session demo)
-python3 - "$crashed" "$result" "$effects" <<'PY'
+
+# --- An approval: the turn waits, suspended; the service dies meanwhile.
+approval_flags=(--approve-tools notes --inactivity-timeout-ms 2000)
+kill -TERM "$service_pid"; wait "$service_pid" 2>/dev/null || true
+say "restarting the service with ${approval_flags[*]}: every notes call waits for approval"
+start_service "${approval_flags[@]}"
+ask="Remember to buy eggs"
+say "turn on session approvals: \"$ask\""
+waiting=$(curl -sf -X POST "$ingress/restate/send/Session/approvals/turn" -H 'content-type: application/json' \
+  -d "{\"input\":{\"items\":[{\"type\":\"text\",\"text\":\"$ask\"}],\"input_id\":\"in-1\"}}" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["invocationId"])')
+call=""
+for _ in $(seq 1 300); do
+  call=$(curl -sf -X POST "$ingress/Session/approvals/view" 2>/dev/null \
+    | python3 -c 'import json,sys; w=json.load(sys.stdin)["pending_waits"]; print(w[0]["call_id"] if w else "")' 2>/dev/null || true)
+  [ -n "$call" ] && break
+  sleep 0.1
+done
+[ -n "$call" ] || { cat "$work/service.log" >&2; echo "no approval was requested" >&2; exit 1; }
+say "tool call $call (notes) waits for approval; pending: $(curl -sf -X POST "$ingress/Session/approvals/view" \
+  | python3 -c 'import json,sys; w=json.load(sys.stdin)["pending_waits"][0]; print(json.dumps({k: w[k] for k in ("call_id","tool","arguments","wait_id")}))')"
+status_of() {
+  curl -sf -X POST "$admin/query" -H 'content-type: application/json' -H 'accept: application/json' \
+    -d "{\"query\":\"SELECT status FROM sys_invocation WHERE id = '$waiting'\"}" \
+    | python3 -c 'import json,sys; r=json.load(sys.stdin)["rows"]; print(r[0]["status"] if r else "gone")' 2>/dev/null || echo unknown
+}
+suspended=false
+for _ in $(seq 1 200); do
+  [ "$(status_of)" = suspended ] && { suspended=true; break; }
+  sleep 0.1
+done
+say "invocation $waiting is $(status_of) in Restate (it holds no connection while it waits)"
+say "SIGKILL the service while the turn waits, then restart it"
+kill -KILL "$service_pid"; wait "$service_pid" 2>/dev/null || true
+start_service "${approval_flags[@]}"
+say "tool executions before the decision: $("$bin" effects --db "$db" --session approvals)"
+say "ratchet approve --session approvals --call $call --ingress $ingress"
+"$bin" approve --session approvals --call "$call" --note "fine" --ingress "$ingress" >&2
+approved=$(curl -sf --max-time 60 "$ingress/restate/invocation/$waiting/attach")
+approval_effects=$("$bin" effects --db "$db" --session approvals)
+say "events of session approvals"
+"$bin" events --db "$db" --session approvals | python3 -c '
+import json, sys
+for line in sys.stdin:
+    e = json.loads(line)
+    print("   ", e["type"], {k: v for k, v in e.items() if k in ("tool_call_id", "decision", "note")})' >&2 || true
+
+python3 - "$crashed" "$result" "$effects" "$suspended" "$approved" "$approval_effects" <<'PY'
 import json, sys
 crashed = sys.argv[1] == "true"
 result = json.loads(sys.argv[2])
 effects = json.loads(sys.argv[3])
 tools = {k.split(":")[-1]: v for k, v in effects.items() if k.startswith("tool:")}
 outcome = result["outcome"]
+approved = json.loads(sys.argv[5])
+approval_tools = {k.split(":")[-1]: v for k, v in json.loads(sys.argv[6]).items() if k.startswith("tool:")}
 print(json.dumps({
     "outcome": outcome,
     "recovered_after_crash": crashed and outcome.get("status") == "finished",
     "tool_executions": tools,
+    "approval": {
+        "suspended_while_waiting": sys.argv[4] == "true",
+        "service_killed_while_waiting": True,
+        "outcome": approved["outcome"],
+        "tool_executions": approval_tools,
+    },
 }))
 PY

@@ -11,9 +11,16 @@ import type { NoInput } from "./generated/Session.view.request.js";
 import type { SessionView } from "./generated/Session.view.response.js";
 import type { CancelReply } from "./generated/Session.cancel.response.js";
 import type { Nullable_TurnResult } from "./generated/Session.drain.response.js";
+import type { ApproveBody } from "./generated/Session.approve.request.js";
+import type { ApproveReply } from "./generated/Session.approve.response.js";
+import type { CompleteToolBody } from "./generated/Session.complete_tool.request.js";
+import type { CompleteToolReply } from "./generated/Session.complete_tool.response.js";
 import type { ErrorReply } from "./generated/error.js";
 
-export type { TurnBody, TurnResult, SubmitReply, ConfigureBody, ConfigureReply, SessionView, CancelReply, ErrorReply };
+export type {
+  TurnBody, TurnResult, SubmitReply, ConfigureBody, ConfigureReply, SessionView, CancelReply, ErrorReply,
+  ApproveBody, ApproveReply, CompleteToolBody, CompleteToolReply,
+};
 
 // The first parameter of each handler stands for the handler's context,
 // which the ingress client drops.
@@ -24,6 +31,8 @@ type SessionHandlers = {
   view(ctx: unknown, body: NoInput): Promise<SessionView>;
   cancel(ctx: unknown, body: NoInput): Promise<CancelReply>;
   drain(ctx: unknown, body: NoInput): Promise<Nullable_TurnResult>;
+  approve(ctx: unknown, body: ApproveBody): Promise<ApproveReply>;
+  complete_tool(ctx: unknown, body: CompleteToolBody): Promise<CompleteToolReply>;
 };
 
 /** The default agent object; an agent bound under another name is `{ name: "<agent>" }`. */

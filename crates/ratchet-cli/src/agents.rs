@@ -42,6 +42,8 @@ struct AgentSpec {
     tools: Option<Vec<String>>,
     max_iterations: Option<u32>,
     context_window: Option<u32>,
+    /// Tools whose calls wait for approval (replaces `--approve-tools`).
+    approve_tools: Option<Vec<String>>,
 }
 
 /// The agents to serve on `store`: the file's, or the flags' one.
@@ -103,6 +105,9 @@ fn agent_of(spec: AgentSpec, base: &Runtime) -> Result<Agent> {
     }
     if let Some(n) = spec.context_window {
         config.max_context_messages = n;
+    }
+    if let Some(names) = spec.approve_tools {
+        config.approval.tools = names.into_iter().collect();
     }
     Ok(Agent::new(spec.name)
         .store(base.store.clone())

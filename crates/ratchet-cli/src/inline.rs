@@ -122,6 +122,31 @@ pub async fn dispatch(command: Command) -> Result<()> {
             }
             Ok(())
         }
+        Command::Approve {
+            store,
+            session: s,
+            call_id,
+            reject,
+            note,
+            ingress,
+            object,
+        } => crate::approve::run(&store, &s, call_id, reject, note, ingress, &object).await,
+        Command::CompleteTool {
+            store,
+            session: s,
+            call_id,
+            content,
+            error,
+            ingress,
+            object,
+        } => {
+            let result = ratchet::model::ToolCompletion {
+                content,
+                is_error: error,
+                value: None,
+            };
+            crate::approve::complete(&store, &s, call_id, result, ingress, &object).await
+        }
         Command::View { store, session: s } => {
             let st = setup::open_store(&store).await?;
             let view = ratchet::engine::view_of(st.as_ref(), &session(&s)?).await?;
@@ -225,6 +250,7 @@ pub async fn dispatch(command: Command) -> Result<()> {
             retry_max_interval_ms,
             retry_max_attempts,
             on_max_attempts,
+            inactivity_timeout_ms,
         } => {
             let settings = crate::serve::ServeSettings {
                 listen,
@@ -237,6 +263,7 @@ pub async fn dispatch(command: Command) -> Result<()> {
                     retry_max_interval_ms,
                     retry_max_attempts,
                     &on_max_attempts,
+                    inactivity_timeout_ms,
                 )?,
             };
             crate::serve::serve(&store, settings).await

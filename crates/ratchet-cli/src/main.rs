@@ -2,6 +2,7 @@
 //! events, resume, export, replay) and the Restate endpoint (`serve`).
 
 mod agents;
+mod approve;
 mod chaos;
 mod inline;
 mod output;
@@ -92,6 +93,25 @@ struct StoreArgs {
     /// (`ratchet effects`), for failure testing; a store write per effect.
     #[arg(long, global = true, env = "RATCHET_EFFECT_LEDGER")]
     effect_ledger: bool,
+    /// Tools whose every call waits for a person's approval before it runs
+    /// (comma-separated): decide with `ratchet approve`, or the `approve`
+    /// handler on the durable tier.
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        env = "RATCHET_APPROVE_TOOLS"
+    )]
+    approve_tools: Vec<String>,
+    /// How long a call waits for approval before it expires; the model is
+    /// then told the tool did not run.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 24 * 60 * 60 * 1000,
+        env = "RATCHET_APPROVAL_TIMEOUT_MS"
+    )]
+    approval_timeout_ms: u64,
     /// How SQLite syncs a commit: `full` (survives power loss; the default)
     /// or `normal` (faster; the last commits may be lost on an OS crash).
     #[arg(
@@ -256,7 +276,61 @@ enum Command {
         #[arg(long)]
         session: String,
     },
-    /// Finish inline turns whose process died, from their checkpoints.
+    /// Decide a tool call that waits for approval: in the store (an inline
+    /// turn; then `ratchet resume` continues it), or through a Restate
+    /// ingress (`--ingress`: the durable tier's `approve` handler, which
+    /// resumes the suspended turn at once).
+    Approve {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The session.
+        #[arg(long)]
+        session: String,
+        /// The waiting tool call's id (`view` lists them).
+        #[arg(long = "call")]
+        call_id: String,
+        /// Reject the call instead of approving it.
+        #[arg(long)]
+        reject: bool,
+        /// A note; a rejection's reaches the model.
+        #[arg(long)]
+        note: Option<String>,
+        /// A Restate ingress URL: decide through the agent object's
+        /// `approve` handler there.
+        #[arg(long)]
+        ingress: Option<String>,
+        /// The agent object (with `--ingress`).
+        #[arg(long, default_value = "Session")]
+        object: String,
+    },
+    /// Complete a tool call that answered "pending" with its result: in the
+    /// store (an inline turn; then `ratchet resume`), or through a Restate
+    /// ingress (`--ingress`: the durable tier's `complete_tool` handler).
+    CompleteTool {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The session.
+        #[arg(long)]
+        session: String,
+        /// The pending tool call's id.
+        #[arg(long = "call")]
+        call_id: String,
+        /// The result, as the model will see it.
+        #[arg(long)]
+        content: String,
+        /// The result is an error.
+        #[arg(long)]
+        error: bool,
+        /// A Restate ingress URL: complete through the agent object's
+        /// `complete_tool` handler there.
+        #[arg(long)]
+        ingress: Option<String>,
+        /// The agent object (with `--ingress`).
+        #[arg(long, default_value = "Session")]
+        object: String,
+    },
+    /// Finish inline turns whose process died, or that parked waiting for
+    /// approval or a tool's result, from their checkpoints.
     Resume {
         #[command(flatten)]
         store: StoreArgs,
@@ -299,7 +373,7 @@ enum Command {
         /// A subset that fits in a few minutes (what CI runs).
         #[arg(long)]
         quick: bool,
-        /// Only this scenario (plain, tools, frame).
+        /// Only this scenario (plain, tools, frame, approval).
         #[arg(long)]
         scenario: Option<String>,
     },
@@ -358,6 +432,12 @@ enum Command {
         /// session settles its input as stopped).
         #[arg(long, default_value = "pause", env = "RATCHET_ON_MAX_ATTEMPTS")]
         on_max_attempts: String,
+        /// How long a turn may make no progress before Restate asks it to
+        /// suspend: a turn waiting for an approval then holds no connection
+        /// or task. Also the margin the abort timer adds to the longest
+        /// step's budget, so no step within its own timeouts is cut.
+        #[arg(long, default_value_t = 10_000, env = "RATCHET_INACTIVITY_TIMEOUT_MS")]
+        inactivity_timeout_ms: u64,
     },
     /// Replay a recorded turn against this build, every effect served from
     /// the recording; print `replay ok` or the first divergent step.
@@ -400,6 +480,9 @@ fn main() -> ExitCode {
             }
             if refused_input(&e) {
                 ExitCode::from(2)
+            } else if error_code_of(&e) == Some(ratchet::ErrorCode::TurnParked) {
+                // Not a failure: the turn waits, its steps kept.
+                ExitCode::from(3)
             } else {
                 ExitCode::FAILURE
             }

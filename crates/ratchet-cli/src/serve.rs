@@ -33,7 +33,11 @@ pub fn durable_options(
     max_interval_ms: u64,
     max_attempts: Option<u64>,
     on_max: &str,
+    inactivity_timeout_ms: u64,
 ) -> Result<DurableOptions> {
+    if inactivity_timeout_ms < 1000 {
+        bail!("--inactivity-timeout-ms must be at least 1000");
+    }
     let on_max_attempts = match on_max {
         "pause" => OnMaxAttempts::Pause,
         "kill" => OnMaxAttempts::Kill,
@@ -46,6 +50,7 @@ pub fn durable_options(
         max_interval: Duration::from_millis(max_interval_ms),
         max_attempts,
         on_max_attempts,
+        timer_margin: Duration::from_millis(inactivity_timeout_ms),
         ..DurableOptions::default()
     })
 }

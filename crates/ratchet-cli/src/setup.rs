@@ -152,6 +152,16 @@ pub fn runtime(store: Arc<dyn SessionStore>, args: &StoreArgs) -> Result<Runtime
     if args.max_step_record_bytes < 4096 {
         bail!("--max-step-record-bytes must be at least 4096");
     }
+    if args.approval_timeout_ms == 0 {
+        bail!("--approval-timeout-ms must be positive");
+    }
+    let known = tools.names();
+    if let Some(t) = args.approve_tools.iter().find(|t| !known.contains(t)) {
+        bail!(
+            "--approve-tools names '{t}', which is not a tool ({})",
+            known.join(", ")
+        );
+    }
     Ok(Runtime {
         store,
         model: model_from_spec(&args.model, &tools)?,
@@ -164,6 +174,10 @@ pub fn runtime(store: Arc<dyn SessionStore>, args: &StoreArgs) -> Result<Runtime
             tool_timeout_ms: args.tool_timeout_ms,
             max_step_record_bytes: args.max_step_record_bytes,
             effect_ledger: args.effect_ledger,
+            approval: ratchet::engine::ApprovalPolicy {
+                tools: args.approve_tools.iter().cloned().collect(),
+                timeout_ms: args.approval_timeout_ms,
+            },
             ..EngineConfig::default()
         },
     })

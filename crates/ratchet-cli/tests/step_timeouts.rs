@@ -117,10 +117,11 @@ impl Embedded {
             ..DurableOptions::default()
         };
         assert_eq!(
-            options.inactivity_timeout(&rt),
+            options.abort_timeout(&rt),
             Duration::from_millis(2 * 2_000 + 10 + 2_000),
-            "the timer covers both attempts of the slowest step"
+            "the abort timer covers both attempts of the slowest step"
         );
+        assert_eq!(options.inactivity_timeout(&rt), Duration::from_secs(2));
         let session = Session::new(rt).with_options(options);
         let endpoint = Endpoint::builder().bind(session.definition()).build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -222,8 +222,11 @@ impl AgentMatrix {
                 agent.name()
             ));
         }
+        // A waiting turn suspends within a second: the resolver acts on a
+        // suspended turn only.
         let endpoint = agent
             .effect_ledger(true)
+            .inactivity_timeout(std::time::Duration::from_secs(1))
             .admin_url(admin)
             .bind(ratchet::restate_sdk::endpoint::Endpoint::builder())
             .map_err(|x| e(&x))?

@@ -64,6 +64,14 @@ pub enum AgentError {
         /// The store's backend.
         backend: String,
     },
+    /// The approval policy names a tool the agent does not have.
+    #[error("invalid_approval_policy: agent '{agent}': {message}")]
+    InvalidApproval {
+        /// The agent.
+        agent: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The admin API settings cannot make a client.
     #[error("invalid_admin_config: agent '{agent}': {message}")]
     InvalidAdmin {
@@ -189,6 +197,13 @@ impl Agent {
         self
     }
 
+    /// How soon a turn that waits (for an approval, a pending tool) is
+    /// asked to suspend (default 10 s; see [`DurableOptions::timer_margin`]).
+    pub fn inactivity_timeout(mut self, timeout: Duration) -> Self {
+        self.durable.timer_margin = timeout;
+        self
+    }
+
     /// The Restate admin API its `cancel` handler uses.
     pub fn admin_url(mut self, url: impl Into<String>) -> Self {
         self.admin.url = url.into();
@@ -208,6 +223,43 @@ impl Agent {
         self
     }
 
+    /// Every call of `tool` waits for a person's approval before it runs
+    /// (see [`crate::engine::approval`]); repeat for more tools.
+    pub fn require_approval(mut self, tool: impl Into<String>) -> Self {
+        self.config.approval.tools.insert(tool.into());
+        self
+    }
+
+    /// How long a call waits for approval before it expires (default 24 h).
+    pub fn approval_timeout(mut self, timeout: Duration) -> Self {
+        self.config.approval.timeout_ms = timeout.as_millis() as u64;
+        self
+    }
+
+    fn check_approval(&self) -> Result<(), AgentError> {
+        let bad = |message: String| AgentError::InvalidApproval {
+            agent: self.name.clone(),
+            message,
+        };
+        if self.config.approval.timeout_ms == 0 {
+            return Err(bad("the approval timeout must be positive".into()));
+        }
+        let known = self.tools.names();
+        match self
+            .config
+            .approval
+            .tools
+            .iter()
+            .find(|t| !known.contains(t))
+        {
+            Some(t) => Err(bad(format!(
+                "'{t}' needs approval but is not one of its tools ({})",
+                known.join(", ")
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// The agent's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -217,6 +269,7 @@ impl Agent {
     /// ([`crate::engine::inline::InlineRunner`]) or a test.
     pub fn runtime(&self) -> Result<Runtime, AgentError> {
         check_object_name(&self.name).map_err(AgentError::InvalidName)?;
+        self.check_approval()?;
         Ok(Runtime {
             store: self
                 .store

@@ -104,6 +104,13 @@ codes! {
     StepRecordTooLarge = "step_record_too_large" => 500, false;
     /// The invocation was cancelled.
     Cancelled = "cancelled" => 409, false;
+    /// The inline turn waits for a decision: it is parked, its steps kept,
+    /// and `ratchet resume` continues it once the decision is in.
+    TurnParked = "turn_parked" => 202, false;
+    /// No tool call of the session waits for (or had) a decision.
+    UnknownWait = "unknown_wait" => 404, false;
+    /// The call was decided otherwise already, or its approval expired.
+    WaitSettled = "wait_settled" => 409, false;
     /// The store is damaged.
     StoreCorrupt = "store_corrupt" => 500, false;
     /// The database belongs to something else.

@@ -5,6 +5,9 @@
 //!   idempotency key ratchet hands them), with a prompt plugin of its own;
 //! * `refunds` — hands each refund to a specialist agent frame, which
 //!   mails the receipt;
+//! * `payouts` — pays a customer out: every `payout` call waits for a
+//!   person's approval, and the bank confirms the transfer later, so the
+//!   tool answers "pending" and the turn waits for `complete_tool`;
 //! * `support` — the offline demo model with the calculator.
 //!
 //! `src/main.rs` serves them beside a plain Restate service. The tests
@@ -203,6 +206,66 @@ pub fn refunds(store: Arc<dyn SessionStore>, ledger: Arc<Ledger>) -> Agent {
         .store(store)
         .model(Arc::new(model))
         .tool(Arc::new(Receipt(ledger)))
+}
+
+/// Sends a payout to the bank (keyed); the bank confirms it later.
+struct Payout(Arc<Ledger>);
+
+/// How long the bank may take to confirm a payout.
+pub const PAYOUT_CONFIRMATION: std::time::Duration = std::time::Duration::from_secs(3600);
+
+#[async_trait]
+impl Tool for Payout {
+    fn name(&self) -> &str {
+        "payout"
+    }
+    fn description(&self) -> &str {
+        "Sends money to a customer's account; the bank confirms later."
+    }
+    fn parameters(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {"amount_cents": {"type": "integer", "minimum": 1}, "to": {"type": "string"}},
+            "required": ["amount_cents", "to"]
+        })
+    }
+    fn idempotency(&self) -> IdempotencyClass {
+        IdempotencyClass::Keyed
+    }
+    async fn call(&self, ctx: &ToolContext, args: Value) -> Result<ToolOutput, ToolError> {
+        let amount = args["amount_cents"].as_i64().unwrap_or_default();
+        self.0
+            .apply(
+                "payout",
+                &ctx.idempotency_key,
+                json!({"amount_cents": amount}),
+            )
+            .map_err(|e| ToolError::Failed(format!("bank API unreachable: {e}")))?;
+        Ok(ToolOutput::pending(
+            format!("payout of {amount} cents sent to the bank"),
+            PAYOUT_CONFIRMATION,
+        ))
+    }
+}
+
+/// The payouts model's script: one payout, then the confirmation.
+pub fn payouts_script() -> Value {
+    json!({"turns": [[
+        {"tool_calls": [{"name": "payout", "arguments": {"amount_cents": 5000, "to": "alice"}}]},
+        {"text": "Your payout of 50.00 is confirmed."}
+    ]]})
+}
+
+/// The payouts agent on `store`: each payout waits for approval, then for
+/// the bank's confirmation.
+pub fn payouts(store: Arc<dyn SessionStore>, ledger: Arc<Ledger>) -> Agent {
+    let model = ScriptedProvider::from_json_str(&payouts_script().to_string())
+        .expect("the payouts script is well-formed");
+    Agent::new("payouts")
+        .store(store)
+        .model(Arc::new(model))
+        .tool(Arc::new(Payout(ledger)))
+        .require_approval("payout")
 }
 
 /// The support agent on `store`: the demo model with the calculator.

@@ -1,11 +1,13 @@
-//! Three agents and a plain Restate service in one endpoint, the way a
+//! Four agents and a plain Restate service in one endpoint, the way a
 //! platform team embeds ratchet.
 //!
 //! Environment: `AGENTS_DB` (the SQLite file), `AGENTS_LEDGER` (the ledger
 //! file the `charge` and `receipt` tools write), `AGENTS_LISTEN` (default
 //! `127.0.0.1:9080`), `AGENTS_IDENTITY_KEYS` (comma-separated request
 //! identity keys), `AGENTS_RESTATE_ADMIN` (the Restate admin API the
-//! `cancel` handlers call; default `http://127.0.0.1:9070`). Prints `listening on ADDR` once it serves.
+//! `cancel` handlers call; default `http://127.0.0.1:9070`),
+//! `AGENTS_INACTIVITY_TIMEOUT_MS` (how soon a waiting turn suspends;
+//! default 10 s). Prints `listening on ADDR` once it serves.
 //!
 //! ```sh
 //! cargo run -p billing-agent
@@ -13,7 +15,7 @@
 //!   -d '{"input":{"items":[{"type":"text","text":"charge my card"}],"input_id":"in-1"}}'
 //! ```
 
-use billing_agent::{Ledger, billing, refunds, support};
+use billing_agent::{Ledger, billing, payouts, refunds, support};
 use ratchet::store::{SessionStore, SqliteStore};
 use restate_sdk::endpoint::Endpoint;
 use restate_sdk::prelude::*;
@@ -59,8 +61,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let endpoint = billing(store.clone(), ledger.clone())
         .admin_url(&admin)
         .bind(endpoint)?;
-    let endpoint = refunds(store.clone(), ledger)
+    let endpoint = refunds(store.clone(), ledger.clone())
         .admin_url(&admin)
+        .bind(endpoint)?;
+    let mut waiting = ratchet::restate::DurableOptions::default();
+    if let Ok(ms) = std::env::var("AGENTS_INACTIVITY_TIMEOUT_MS") {
+        waiting.timer_margin = std::time::Duration::from_millis(ms.parse()?);
+    }
+    let endpoint = payouts(store.clone(), ledger)
+        .admin_url(&admin)
+        .durable_options(waiting)
         .bind(endpoint)?;
     let endpoint = support(store).admin_url(&admin).bind(endpoint)?.build();
     let listener = tokio::net::TcpListener::bind(&listen).await?;

@@ -2,14 +2,17 @@
 //! this test binary is re-run as the service and SIGKILLed before and after
 //! every step and inside every commit stage (the full plan: 29 points for
 //! billing, 37 for refunds), restate-server is killed mid-turn, and
-//! invocations are killed through the admin API.
+//! invocations are killed through the admin API. For payouts, whose turn
+//! waits twice (an approval, then the bank's confirmation of a pending
+//! tool), the service is also killed while the turn is suspended on each
+//! wait; the matrix's resolver approves and completes once it is.
 //! Beyond the matrix's own checks (committed session equal to the
 //! reference, effects once, nothing left, the durable journal replaying
 //! against the agent), the team checks its own ledger: the turn charged the
 //! card and mailed the receipt exactly once (at most once when its
 //! invocation was killed), whatever was killed.
 
-use billing_agent::{Ledger, billing, lines, refunds};
+use billing_agent::{Ledger, billing, lines, payouts, refunds};
 use ratchet_testkit::chaos::Victim;
 use ratchet_testkit::matrix::{AgentMatrix, CheckedPoint, MatrixEnv};
 use std::sync::Mutex;
@@ -25,10 +28,10 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 fn once_per_turn(env: &MatrixEnv, object: &str, point: &CheckedPoint) -> Result<(), String> {
     let prefix = format!("{object}/{}:turn-in-1", point.key);
     let ledger = lines(&env.dir.join("ledger.jsonl"));
-    let effects: &[&str] = if object == "billing" {
-        &["charge", "receipt"]
-    } else {
-        &["receipt"]
+    let effects: &[&str] = match object {
+        "billing" => &["charge", "receipt"],
+        "payouts" => &["payout"],
+        _ => &["receipt"],
     };
     for effect in effects {
         let n = ledger
@@ -112,6 +115,37 @@ fn the_refunds_agent_survives_every_fault_point_across_its_frame() {
         .filter(|r| r.point.spec.contains("agent-frame:1:"))
         .count();
     assert!(frame_points >= 2, "{}", report.report.table());
+}
+
+#[test]
+fn the_payouts_agent_survives_every_fault_point_across_both_waits() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let report = AgentMatrix::new(|env| payouts(env.store.clone(), ledger(env)))
+        .scenario("payout", "pay alice out")
+        .quick(false)
+        .check(|env, point| once_per_turn(env, "payouts", point))
+        .run()
+        .expect("the matrix ran");
+    eprintln!("{}", report.report.table());
+    report.assert_passed();
+    let specs: Vec<&str> = report
+        .report
+        .results
+        .iter()
+        .map(|r| r.point.spec.as_str())
+        .collect();
+    // Killed after each wait was announced, while the turn was suspended
+    // on it, and after it was settled; each a point of its own.
+    for spec in [
+        "after:approval:0:call_0",
+        "suspended:approval:0:call_0",
+        "after:decision:0:call_0",
+        "after:pending:0:call_0",
+        "suspended:pending:0:call_0",
+        "after:completed:0:call_0",
+    ] {
+        assert!(specs.contains(&spec), "{spec} not in {specs:?}");
+    }
 }
 
 #[tokio::test]

@@ -35,7 +35,16 @@ pub fn normalize(v: Value) -> Value {
     match v {
         Value::String(s) => Value::String(mask_times(&s)),
         Value::Array(a) => Value::Array(a.into_iter().map(normalize).collect()),
-        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, normalize(v))).collect()),
+        // A wait's id is its invocation's awakeable's, and its deadline
+        // the clock's: both differ from run to run.
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| match k.as_str() {
+                    "wait_id" | "deadline_ms" => (k, Value::String("<wait>".into())),
+                    _ => (k, normalize(v)),
+                })
+                .collect(),
+        ),
         other => other,
     }
 }

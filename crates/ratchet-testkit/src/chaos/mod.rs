@@ -120,6 +120,10 @@ impl ChaosReport {
     }
 }
 
+/// The prefix of a point that kills the service while the turn waits,
+/// suspended, on the wait its step announced (`suspended:approval:0:call_0`).
+pub const SUSPENDED: &str = "suspended:";
+
 /// Commit stages a `during:` point can name.
 const COMMIT_STAGES: [&str; 6] = ratchet::store::rules::COMMIT_STAGES;
 
@@ -135,6 +139,26 @@ pub fn plan(steps: &[String], quick: bool) -> Vec<Point> {
         .iter()
         .find(|s| named(s).is_some_and(|n| matches!(n.base(), StepName::Tool { .. })));
     let mut points = Vec::new();
+    // Every wait: the service killed while the turn is suspended on it.
+    let announces = steps.iter().filter(|s| {
+        named(s).is_some_and(|n| {
+            matches!(
+                n.base(),
+                StepName::Approval { .. } | StepName::Pending { .. }
+            )
+        })
+    });
+    for step in announces {
+        points.push(Point {
+            spec: format!("{SUSPENDED}{step}"),
+            step: Some(step.clone()),
+            victim: Victim::Service,
+        });
+        if quick {
+            points.push(at("after", step, Victim::Service));
+            points.push(at("after", step, Victim::Restate));
+        }
+    }
     if quick {
         points.push(at("before", "claim", Victim::Service));
         points.push(at("after", "model:0", Victim::Service));
@@ -209,14 +233,18 @@ pub async fn run(opts: &ChaosOptions) -> HarnessResult<ChaosReport> {
         .filter(|s| opts.scenario.as_deref().is_none_or(|n| n == s.name))
         .collect();
     if scenarios.is_empty() {
-        return Err(harness_err("no such scenario: use plain, tools or frame"));
+        return Err(harness_err(
+            "no such scenario: use plain, tools, frame or approval",
+        ));
     }
     let mut cases = Vec::new();
     for s in &scenarios {
+        let mut env = vec![("RATCHET_MODEL".into(), write_script(dir.path(), s)?)];
+        env.extend(s.env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         cases.push(Case {
             name: s.name.to_string(),
             body: body(s),
-            env: vec![("RATCHET_MODEL".into(), write_script(dir.path(), s)?)],
+            env,
         });
     }
     let server = RestateServer::start()?;

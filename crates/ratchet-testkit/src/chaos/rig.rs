@@ -3,7 +3,7 @@
 //! and the run of every fault point of every case against its crash-free
 //! reference. Shared by `ratchet chaos` and [`crate::matrix`].
 
-use super::{ChaosReport, Point, PointResult, Victim, check, plan};
+use super::{ChaosReport, Point, PointResult, SUSPENDED, Victim, check, plan};
 use crate::harness::{HarnessError, HarnessResult, RestateServer, Service};
 use async_trait::async_trait;
 use ratchet::model::SessionId;
@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 /// The root turn of every case's first input (`in-1`).
@@ -106,6 +108,7 @@ impl Rig {
     async fn reference(&mut self, case: &Case, hooks: &dyn Hooks) -> HarnessResult<Reference> {
         self.service.restart(&case.env())?;
         let key = format!("{}-ref", case.name);
+        let _resolver = self.resolver(&key, Arc::new(AtomicBool::new(true)));
         let inv = self.send(&key, &case.body).await.map_err(harness_err)?;
         let (status, reply) = self.server.attach(&inv).await?;
         if status != 200 {
@@ -139,9 +142,20 @@ impl Rig {
         case: &Case,
         key: &str,
         point: &Point,
+        armed: &AtomicBool,
     ) -> Result<PointRun, String> {
         let base = case.env();
         let inv = match point.victim {
+            // Killed while the turn waits, suspended: the resolver is armed
+            // once the service is back.
+            Victim::Service if point.spec.starts_with(SUSPENDED) => {
+                let inv = self.send(key, &case.body).await?;
+                self.await_suspended(key).await?;
+                self.service.kill9();
+                self.service.restart(&base).map_err(|e| e.to_string())?;
+                armed.store(true, AtomicOrdering::SeqCst);
+                inv
+            }
             Victim::Service => {
                 let mut env = base.clone();
                 env.push(("RATCHET_FAULT", &point.spec));
@@ -273,6 +287,91 @@ impl Rig {
     }
 }
 
+/// Resolves a session's waits as they come, the way an approver and an
+/// outside system would: once the turn's invocation has suspended on one
+/// (so the suspension is part of every run), it approves an approval and
+/// completes a pending tool with `confirmed`, through the object's
+/// `approve` and `complete_tool` handlers. Disarmed, it waits.
+struct Resolver {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The resolution a wait of `kind` gets: `(handler, body)`.
+fn resolution(wait: &ratchet::model::Wait) -> (&'static str, Value) {
+    match wait.kind {
+        ratchet::model::WaitKind::Approval => (
+            "approve",
+            json!({"call_id": wait.call_id, "decision": "approve"}),
+        ),
+        ratchet::model::WaitKind::ToolResult => (
+            "complete_tool",
+            json!({"call_id": wait.call_id, "result": {"content": "confirmed"}}),
+        ),
+    }
+}
+
+impl Rig {
+    /// Whether the turn invocation of `key` is suspended now.
+    async fn suspended(admin: &str, object: &str, key: &str) -> bool {
+        let sql = format!(
+            "SELECT id FROM sys_invocation WHERE target_service_name = '{object}' \
+             AND target_service_key = '{key}' AND target_handler_name = 'turn' \
+             AND status = 'suspended'"
+        );
+        admin::query(admin, &sql)
+            .await
+            .is_ok_and(|rows| !rows.is_empty())
+    }
+
+    fn resolver(&self, key: &str, armed: Arc<AtomicBool>) -> Resolver {
+        let (db, object, key) = (self.db.clone(), self.object.clone(), key.to_string());
+        let (ingress, admin) = (self.server.ingress.clone(), self.server.admin.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                if !armed.load(AtomicOrdering::SeqCst) {
+                    continue;
+                }
+                let (Ok(store), Ok(sid)) =
+                    (SqliteStore::open(&db), store_session_id(&object, &key))
+                else {
+                    continue;
+                };
+                let Ok(waits) = store.waits(&sid, true).await else {
+                    continue;
+                };
+                if waits.is_empty() || !Self::suspended(&admin, &object, &key).await {
+                    continue;
+                }
+                for wait in waits {
+                    let (handler, body) = resolution(&wait);
+                    let url = format!("{ingress}/{object}/{key}/{handler}");
+                    let _ = crate::harness::post(&url, &body).await;
+                }
+            }
+        });
+        Resolver { task }
+    }
+
+    /// Waits until the turn of `key` has suspended.
+    async fn await_suspended(&self, key: &str) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !Self::suspended(&self.server.admin, &self.object, key).await {
+            if Instant::now() > deadline {
+                return Err("the turn never suspended".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+}
+
 fn progress(done: usize, total: usize, label: &str) {
     let width = 30;
     let filled = (done * width).checked_div(total).unwrap_or(width);
@@ -307,7 +406,9 @@ pub(crate) async fn run_cases(
                 progress(report.points(), total, &label);
             }
             let key = format!("{}-{k}", case.name);
-            let failure = match rig.crash_at(case, &key, point).await {
+            let armed = Arc::new(AtomicBool::new(!point.spec.starts_with(SUSPENDED)));
+            let _resolver = rig.resolver(&key, armed.clone());
+            let failure = match rig.crash_at(case, &key, point, &armed).await {
                 Ok(run) => match rig.verify(&key, point, reference).await {
                     Ok(()) => hooks.point(rig, case, &key, point, &run).await.err(),
                     Err(e) => Some(e),

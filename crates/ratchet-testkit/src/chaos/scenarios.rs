@@ -11,6 +11,8 @@ pub struct Scenario {
     pub script: Value,
     /// The user's text.
     pub text: &'static str,
+    /// More service environment.
+    pub env: Vec<(&'static str, &'static str)>,
 }
 
 fn usage(input: u64, output: u64) -> Value {
@@ -18,13 +20,15 @@ fn usage(input: u64, output: u64) -> Value {
 }
 
 /// The scenarios: a plain answer; three tool calls over two model calls;
-/// an agent frame switch whose frame calls a tool.
+/// an agent frame switch whose frame calls a tool; a tool call that waits
+/// for approval (the turn suspends; the matrix's resolver approves it).
 pub fn all() -> Vec<Scenario> {
     vec![
         Scenario {
             name: "plain",
             text: "Say hello.",
             script: json!({"turns": [[{"text": "Hello there.", "usage": usage(12, 3)}]]}),
+            env: Vec::new(),
         },
         Scenario {
             name: "tools",
@@ -37,6 +41,7 @@ pub fn all() -> Vec<Scenario> {
                 ], "usage": usage(40, 12)},
                 {"text": "395; noted milk; and I told you the time.", "usage": usage(70, 11)}
             ]]}),
+            env: Vec::new(),
         },
         Scenario {
             name: "frame",
@@ -48,6 +53,22 @@ pub fn all() -> Vec<Scenario> {
                     {"text": "It is 42.", "usage": usage(36, 4)}
                 ]
             ]}),
+            env: Vec::new(),
+        },
+        Scenario {
+            name: "approval",
+            text: "Remember eggs, and what is 6*7?",
+            script: json!({"turns": [[
+                {"tool_calls": [
+                    {"id": "call_0", "name": "notes", "arguments": {"text": "eggs"}},
+                    {"id": "call_1", "name": "calculator", "arguments": {"expression": "6*7"}}
+                ], "usage": usage(30, 9)},
+                {"text": "Noted eggs; 42.", "usage": usage(50, 4)}
+            ]]}),
+            env: vec![
+                ("RATCHET_APPROVE_TOOLS", "notes"),
+                ("RATCHET_INACTIVITY_TIMEOUT_MS", "1000"),
+            ],
         },
     ]
 }

@@ -10,12 +10,14 @@ mod fifo;
 mod inbox;
 mod lease;
 mod records;
+mod waits;
 
 pub use commit::*;
 pub use fifo::*;
 pub use inbox::*;
 pub use lease::*;
 pub use records::*;
+pub use waits::*;
 
 pub(crate) use async_trait::async_trait;
 use ratchet::clock::ManualClock;
@@ -202,6 +204,7 @@ cases!(
     an_expired_inline_owner_s_claims_run_again,
     enqueue_refuses_conflicting_ids_and_stores_nothing,
     committed_turns_and_inbox_pages_read_back,
+    waits_settle_once,
 );
 
 /// Runs every case against `factory`; returns how many ran, or the failed

@@ -270,7 +270,8 @@ fn rejected_prepare(e: JournalError) -> Result<PrepareRecord, EngineError> {
 /// so the session stays usable. A retryable failure keeps both: the same
 /// turn is expected to run again and replay its steps.
 async fn give_back(rt: &Runtime, claim: &ClaimRecord, error: &EngineError) {
-    if error.is_retryable() {
+    // A parked turn keeps its claim: `resume` continues it.
+    if error.is_retryable() || error.is_parked() {
         return;
     }
     let session = &claim.lease.session_id;

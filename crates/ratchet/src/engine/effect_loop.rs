@@ -9,16 +9,18 @@
 //! lease is renewed and the cancel signal read inside each step, so both
 //! answers are part of the record.
 
+use super::answer::{answer, ends_turn, unique_call_ids};
+use super::approval;
 use super::claim::ClaimRecord;
 use super::context::assemble;
+use super::pending;
 use super::prepare::PrepareRecord;
 use super::{TurnCx, input_hash, runtime_failure, step_err};
 use crate::journal::{JournalError, StepName};
 use crate::llm::{FinishReason, ModelDirective, ModelRequest};
-use crate::model::{EventKind, Message, Part, Role, StopReason, TurnFinish, TurnOutcome, Usage};
+use crate::model::{EventKind, Message, Part, Role, StopReason, TurnOutcome, Usage};
 use crate::tools::{StoreNotes, ToolContext, ToolOutput};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,6 +79,16 @@ pub struct Effects {
     pub outcome: TurnOutcome,
     /// Tool events, in order.
     pub events: Vec<EventKind>,
+}
+
+/// What approval leaves of a tool call.
+enum Gate {
+    /// Run the tool.
+    Run,
+    /// Not run (rejected or expired); the model was told.
+    Refused,
+    /// The turn ends.
+    Stop(TurnOutcome),
 }
 
 struct Loop<'c, 'a> {
@@ -172,6 +184,11 @@ impl Loop<'_, '_> {
                 return Ok(answer(text, directive, finish_reason));
             }
             for (n, (id, name, args)) in calls.iter().enumerate() {
+                match self.gate(i, id, name, args).await? {
+                    Gate::Run => {}
+                    Gate::Refused => continue,
+                    Gate::Stop(outcome) => return Ok(self.skip_rest(&calls[n + 1..], outcome)),
+                }
                 let record = match self.tool_step(i, id, name, args).await {
                     Err(JournalError::Cancelled) => ToolRecord::Cancelled,
                     Err(e) if runtime_failure(&e).is_some() => {
@@ -192,7 +209,39 @@ impl Loop<'_, '_> {
                             format!("tool '{name}' failed: {message}"),
                         ))
                     }
-                    ToolRecord::Output(out) => {
+                    ToolRecord::Output(started) => {
+                        let out = match &started.pending {
+                            None => started,
+                            Some(p) => {
+                                let waited = pending::run(
+                                    self.cx,
+                                    self.claim,
+                                    i,
+                                    id,
+                                    name,
+                                    &started,
+                                    p.timeout_ms,
+                                );
+                                match waited.await {
+                                    Ok(out) => out,
+                                    Err(JournalError::Cancelled) => {
+                                        self.push_result(
+                                            id,
+                                            "no result: the turn was cancelled",
+                                            true,
+                                        );
+                                        return Ok(self.skip_rest(&calls[n + 1..], cancelled()));
+                                    }
+                                    Err(e) if runtime_failure(&e).is_some() => {
+                                        self.push_result(id, "no result: runtime error", true);
+                                        return Ok(
+                                            self.skip_rest(&calls[n + 1..], runtime_error(&e))
+                                        );
+                                    }
+                                    Err(e) => return Err(e),
+                                }
+                            }
+                        };
                         self.events.push(EventKind::ToolExecuted {
                             tool_call_id: id.clone(),
                             name: name.clone(),
@@ -211,6 +260,36 @@ impl Loop<'_, '_> {
             StopReason::MaxTurns,
             format!("no answer after {max} model calls"),
         ))
+    }
+
+    /// Waits for approval of a call that needs it: the tool runs only once
+    /// approved; a rejected or expired call gets a result saying so.
+    async fn gate(
+        &mut self,
+        i: u32,
+        id: &str,
+        name: &str,
+        args: &serde_json::Value,
+    ) -> Result<Gate, JournalError> {
+        if !approval::required(self.cx, self.claim, name, args) {
+            return Ok(Gate::Run);
+        }
+        let (stop, why) = match approval::run(self.cx, self.claim, i, id, name, args).await {
+            Ok(decision) => match decision.refusal(self.cx.rt.config.approval.timeout_ms) {
+                None => return Ok(Gate::Run),
+                Some(refusal) => {
+                    self.push_result(id, &refusal, true);
+                    return Ok(Gate::Refused);
+                }
+            },
+            Err(JournalError::Cancelled) => (cancelled(), "not run: the turn was cancelled"),
+            Err(e) if runtime_failure(&e).is_some() => {
+                (runtime_error(&e), "not run: runtime error")
+            }
+            Err(e) => return Err(e),
+        };
+        self.push_result(id, why, true);
+        Ok(Gate::Stop(stop))
     }
 
     /// Calls the turn will not run still get a result, so history never
@@ -408,68 +487,5 @@ impl Loop<'_, '_> {
             })
         })
         .await
-    }
-}
-
-/// Makes tool call ids unique and non-empty: they name journal steps.
-fn unique_call_ids(parts: Vec<Part>, iteration: u32) -> Vec<Part> {
-    let mut seen = HashSet::new();
-    parts
-        .into_iter()
-        .enumerate()
-        .map(|(k, p)| match p {
-            Part::ToolCall {
-                id,
-                name,
-                arguments,
-            } => {
-                let id = if id.trim().is_empty() || !seen.insert(id.clone()) {
-                    format!("call_{iteration}_{k}")
-                } else {
-                    id
-                };
-                Part::ToolCall {
-                    id,
-                    name,
-                    arguments,
-                }
-            }
-            other => other,
-        })
-        .collect()
-}
-
-fn answer(text: String, directive: Option<ModelDirective>, finish: FinishReason) -> TurnOutcome {
-    match directive {
-        Some(ModelDirective::FinalValue { value }) => {
-            TurnOutcome::Finished(TurnFinish::FinalValue { value })
-        }
-        Some(ModelDirective::SwitchFrame { frame_id, task }) => {
-            TurnOutcome::AgentFrameSwitch { frame_id, task }
-        }
-        Some(ModelDirective::SubmitError { message }) => {
-            TurnOutcome::stopped(StopReason::SubmittedError, message)
-        }
-        None if finish == FinishReason::Stop && !text.trim().is_empty() => {
-            TurnOutcome::Finished(TurnFinish::AssistantMessage { text })
-        }
-        None => TurnOutcome::stopped(
-            StopReason::Incomplete,
-            format!("the model stopped ({finish:?}) without an answer"),
-        ),
-    }
-}
-
-fn ends_turn(call_id: &str, out: &ToolOutput) -> TurnOutcome {
-    if out.is_error {
-        TurnOutcome::stopped(StopReason::ToolError, out.content.clone())
-    } else {
-        TurnOutcome::Finished(TurnFinish::ToolValue {
-            tool_call_id: call_id.to_string(),
-            value: out
-                .value
-                .clone()
-                .unwrap_or_else(|| serde_json::Value::String(out.content.clone())),
-        })
     }
 }

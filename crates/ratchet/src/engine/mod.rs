@@ -10,6 +10,8 @@
 //! decided, not history bytes, so journals stay small and replay offline.
 
 pub mod admission;
+mod answer;
+pub mod approval;
 pub mod claim;
 pub mod commit;
 mod context;
@@ -17,9 +19,11 @@ pub mod driver;
 pub mod effect_loop;
 pub mod finalize;
 pub mod inline;
+pub mod pending;
 pub mod prepare;
 pub mod service;
 pub mod view;
+mod wait;
 
 pub use admission::{Admitted, admit, admit_command};
 pub use driver::{RunMode, run_turn};
@@ -95,6 +99,31 @@ pub struct EngineConfig {
     /// (`SessionStore::count_effect`): what failure tests check "ran once"
     /// against. Off by default: it is a store write per effect.
     pub effect_ledger: bool,
+    /// Tool calls that wait for a person's approval before they run.
+    #[serde(default)]
+    pub approval: ApprovalPolicy,
+}
+
+/// Which tool calls wait for approval, and for how long. A call also waits
+/// when its tool says so (`Tool::requires_approval`) or a plugin does
+/// (`Plugin::requires_approval`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalPolicy {
+    /// Tools whose every call waits for approval.
+    #[serde(default)]
+    pub tools: std::collections::BTreeSet<String>,
+    /// How long a call waits before its approval expires (and the model
+    /// is told so instead of the tool running).
+    pub timeout_ms: u64,
+}
+
+impl Default for ApprovalPolicy {
+    fn default() -> Self {
+        ApprovalPolicy {
+            tools: Default::default(),
+            timeout_ms: 24 * 60 * 60 * 1000,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -117,6 +146,7 @@ impl Default for EngineConfig {
             },
             max_step_record_bytes: 256 * 1024,
             effect_ledger: false,
+            approval: ApprovalPolicy::default(),
         }
     }
 }
@@ -299,6 +329,12 @@ impl EngineError {
             _ => false,
         }
     }
+
+    /// Whether the turn parked on a wait (inline tier): its steps are kept
+    /// and `resume` continues it once the wait is decided.
+    pub fn is_parked(&self) -> bool {
+        self.code() == ErrorCode::TurnParked
+    }
 }
 
 /// What every phase of one turn shares.
@@ -400,7 +436,7 @@ impl TurnCx<'_> {
 pub(crate) fn runtime_failure(e: &JournalError) -> Option<String> {
     match e {
         JournalError::Step(StepError::Terminal { code, message })
-            if *code != ErrorCode::SessionExecutionLeaseLost =>
+            if *code != ErrorCode::SessionExecutionLeaseLost && *code != ErrorCode::TurnParked =>
         {
             Some(format!("{code}: {message}"))
         }

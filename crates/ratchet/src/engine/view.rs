@@ -26,6 +26,11 @@ pub struct SessionView {
     pub pending: Vec<InboxEntry>,
     /// How many live inputs and commands there are in all.
     pub pending_total: u64,
+    /// Tool calls waiting now, oldest first: for approval (`kind:
+    /// approval`; decide with `approve`) or for a pending tool's result
+    /// (`kind: tool_result`; deliver with `complete_tool`).
+    #[serde(default)]
+    pub pending_waits: Vec<crate::model::Wait>,
     /// Whether a list was cut short by its byte cap.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
@@ -66,11 +71,13 @@ pub async fn view_of(store: &dyn SessionStore, session: &SessionId) -> StoreResu
     let page = store.inbox_page(session, VIEW_PENDING).await?;
     let (recent_messages, cut_messages) = capped(recent, true);
     let (pending, cut_pending) = capped(page.entries, false);
+    let (pending_waits, cut_waits) = capped(store.waits(session, true).await?, false);
     Ok(SessionView {
         head,
         recent_messages,
         pending,
         pending_total: page.total,
-        truncated: cut_messages || cut_pending,
+        pending_waits,
+        truncated: cut_messages || cut_pending || cut_waits,
     })
 }

@@ -97,6 +97,16 @@ fn parts(name: &StepName) -> Vec<(&'static str, String)> {
         StepName::Prepare => ("prepare", None, None),
         StepName::Model(i) => ("model", Some(*i), None),
         StepName::Tool { iteration, call } => ("tool", Some(*iteration), Some(call.clone())),
+        StepName::Approval { iteration, call } => {
+            ("approval", Some(*iteration), Some(call.clone()))
+        }
+        StepName::Decision { iteration, call } => {
+            ("decision", Some(*iteration), Some(call.clone()))
+        }
+        StepName::Pending { iteration, call } => ("pending", Some(*iteration), Some(call.clone())),
+        StepName::Completed { iteration, call } => {
+            ("completed", Some(*iteration), Some(call.clone()))
+        }
         StepName::Finalize => ("finalize", None, None),
         StepName::Commit => ("commit", None, None),
         StepName::Settle => ("settle", None, None),

@@ -28,6 +28,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 /// Where a journal keeps its records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -191,6 +192,22 @@ impl JournalError {
 pub type StepBody<'a> =
     Pin<Box<dyn Future<Output = Result<serde_json::Value, StepError>> + Send + 'a>>;
 
+/// How a durable wait ended, as the journal saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WaitOutcome {
+    /// The wait's promise was resolved with this value.
+    Resolved(serde_json::Value),
+    /// Its timeout passed first.
+    Expired,
+    /// This journal does not wait: the store holds the decision, and the
+    /// turn reads it (and the clock) inside its next step.
+    Check,
+}
+
+/// A durable wait's completion.
+pub type WaitFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<WaitOutcome, JournalError>> + Send + 'a>>;
+
 /// Runs named steps once and records them.
 #[async_trait]
 pub trait Journal: Send + Sync {
@@ -206,6 +223,23 @@ pub trait Journal: Send + Sync {
         input_hash: &str,
         body: StepBody<'_>,
     ) -> Result<serde_json::Value, JournalError>;
+
+    /// A durable promise for the wait named `name` (its place in the turn,
+    /// like a step's name): the id a decision names it by, and a future
+    /// that ends with the value it is resolved with, or `Expired` once
+    /// `timeout` has passed. Create it before the step that announces the
+    /// id, await it after. On the orchestrator the invocation suspends
+    /// meanwhile, holding no compute. The default, for journals that keep
+    /// the turn in this process, names the wait `{turn}:{name}` and answers
+    /// `Check` at once: the turn then reads the decision from the store,
+    /// and parks while there is none.
+    fn promise(&self, turn: &TurnId, name: &str, timeout: Duration) -> (String, WaitFuture<'_>) {
+        let _ = timeout;
+        (
+            format!("{turn}:{name}"),
+            Box::pin(async { Ok(WaitOutcome::Check) }),
+        )
+    }
 }
 
 /// Runs a typed step through a journal.

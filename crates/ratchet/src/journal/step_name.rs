@@ -23,6 +23,36 @@ pub enum StepName {
         /// The tool call's id.
         call: String,
     },
+    /// Before a tool call that needs approval: the wait is announced (its
+    /// row and the `approval_requested` event).
+    Approval {
+        /// The model call that asked for the tool.
+        iteration: u32,
+        /// The tool call's id.
+        call: String,
+    },
+    /// After the wait: the decision (approved, rejected or expired).
+    Decision {
+        /// The model call that asked for the tool.
+        iteration: u32,
+        /// The tool call's id.
+        call: String,
+    },
+    /// After a tool answered "pending": the wait for its result is
+    /// announced (its row and the `tool_pending` event).
+    Pending {
+        /// The model call that asked for the tool.
+        iteration: u32,
+        /// The tool call's id.
+        call: String,
+    },
+    /// After that wait: the result (or its expiry).
+    Completed {
+        /// The model call that asked for the tool.
+        iteration: u32,
+        /// The tool call's id.
+        call: String,
+    },
     /// Phase 4: the settled outcome.
     Finalize,
     /// Phase 5: the commit receipt.
@@ -83,6 +113,10 @@ impl fmt::Display for StepName {
             StepName::Prepare => f.write_str("prepare"),
             StepName::Model(i) => write!(f, "model:{i}"),
             StepName::Tool { iteration, call } => write!(f, "tool:{iteration}:{call}"),
+            StepName::Approval { iteration, call } => write!(f, "approval:{iteration}:{call}"),
+            StepName::Decision { iteration, call } => write!(f, "decision:{iteration}:{call}"),
+            StepName::Pending { iteration, call } => write!(f, "pending:{iteration}:{call}"),
+            StepName::Completed { iteration, call } => write!(f, "completed:{iteration}:{call}"),
             StepName::Finalize => f.write_str("finalize"),
             StepName::Commit => f.write_str("commit"),
             StepName::Settle => f.write_str("settle"),
@@ -121,15 +155,20 @@ impl FromStr for StepName {
         if let Some(i) = s.strip_prefix("model:") {
             return i.parse().map(StepName::Model).map_err(|_| bad());
         }
-        let rest = s.strip_prefix("tool:").ok_or_else(bad)?;
+        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
         let (i, call) = rest.split_once(':').ok_or_else(bad)?;
         if call.is_empty() {
             return Err(bad());
         }
-        Ok(StepName::Tool {
-            iteration: i.parse().map_err(|_| bad())?,
-            call: call.to_string(),
-        })
+        let (iteration, call) = (i.parse().map_err(|_| bad())?, call.to_string());
+        match kind {
+            "tool" => Ok(StepName::Tool { iteration, call }),
+            "approval" => Ok(StepName::Approval { iteration, call }),
+            "decision" => Ok(StepName::Decision { iteration, call }),
+            "pending" => Ok(StepName::Pending { iteration, call }),
+            "completed" => Ok(StepName::Completed { iteration, call }),
+            _ => Err(bad()),
+        }
     }
 }
 
@@ -153,6 +192,23 @@ mod tests {
             StepName::Settle,
             StepName::Commit.in_frame(2),
             tool.clone().in_frame(1),
+            StepName::Approval {
+                iteration: 0,
+                call: "c".into(),
+            },
+            StepName::Decision {
+                iteration: 2,
+                call: "c:1".into(),
+            }
+            .in_frame(1),
+            StepName::Pending {
+                iteration: 1,
+                call: "c".into(),
+            },
+            StepName::Completed {
+                iteration: 1,
+                call: "c".into(),
+            },
         ] {
             assert_eq!(step.to_string().parse::<StepName>(), Ok(step.clone()));
         }
@@ -167,6 +223,8 @@ mod tests {
             "model:x",
             "tool:1",
             "tool:1:",
+            "approval:x:c",
+            "other:1:c",
             "agent-frame:0:claim",
             "agent-frame:1:agent-frame:2:claim",
         ] {

@@ -4,7 +4,9 @@ use super::{StopReason, TurnOutcome, Usage};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// One event. Its id is `{turn_id}:{seq}`, so a replayed turn never adds it twice.
+/// One event. Its id is `{turn_id}:{seq}` (an event a step appends while
+/// the turn runs: `{turn_id}:{step}`), so a replayed turn never adds it
+/// twice.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SessionEvent {
     /// `{turn_id}:{seq}`.
@@ -33,6 +35,54 @@ pub enum EventKind {
         name: String,
         /// Whether it failed.
         is_error: bool,
+    },
+    /// A tool call waits for approval (appended as soon as the wait is
+    /// announced, before the turn commits).
+    ApprovalRequested {
+        /// The call.
+        tool_call_id: String,
+        /// The tool.
+        name: String,
+        /// The call's arguments.
+        arguments: serde_json::Value,
+        /// When the approval expires (ms since the epoch).
+        deadline_ms: u64,
+        /// The wait's id: on the durable tier, the Restate awakeable id
+        /// Restate's own awakeable API resolves.
+        wait_id: String,
+    },
+    /// A tool call's approval was decided, or expired (appended as soon as
+    /// the turn settles it).
+    ApprovalDecided {
+        /// The call.
+        tool_call_id: String,
+        /// `approve`, `reject` or `expired`.
+        decision: String,
+        /// The approver's note.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// A tool answered "pending": the turn waits for its result (appended
+    /// as soon as the wait is announced).
+    ToolPending {
+        /// The call.
+        tool_call_id: String,
+        /// The tool.
+        name: String,
+        /// When the wait expires (ms since the epoch).
+        deadline_ms: u64,
+        /// The wait's id: on the durable tier, the Restate awakeable id.
+        wait_id: String,
+    },
+    /// A pending tool's result arrived, or its wait expired.
+    ToolCompleted {
+        /// The call.
+        tool_call_id: String,
+        /// Whether the result is an error (always, when expired).
+        is_error: bool,
+        /// Whether no result arrived in time.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        expired: bool,
     },
     /// A session command was applied.
     CommandApplied {

@@ -7,6 +7,7 @@ mod input;
 mod message;
 mod outcome;
 mod usage;
+pub mod wait;
 
 pub use event::{EventKind, SessionEvent, StoredEvent};
 pub use ids::{IdError, SessionId, TurnId};
@@ -14,3 +15,4 @@ pub use input::{InputItem, SessionCommand, TurnInput};
 pub use message::{Message, Part, Role};
 pub use outcome::{StopReason, TurnFinish, TurnOutcome, TurnStop};
 pub use usage::Usage;
+pub use wait::{Decided, Decision, ToolCompletion, Verdict, Wait, WaitKind, WaitState};

@@ -60,6 +60,18 @@ pub trait Plugin: Send + Sync {
     /// Rewrites the model context before a model call.
     fn transform_context(&self, _turn: &TurnInfo<'_>, _messages: &mut Vec<Message>) {}
 
+    /// A policy: whether a tool call must wait for a person's approval,
+    /// decided from the tool's name and arguments alone (no IO, no clock:
+    /// it runs between journal steps, and replay asks it again).
+    fn requires_approval(
+        &self,
+        _turn: &TurnInfo<'_>,
+        _tool: &str,
+        _args: &serde_json::Value,
+    ) -> bool {
+        false
+    }
+
     /// Sees the outcome before commit; a value returned is recorded.
     async fn finalize(
         &self,

@@ -6,7 +6,8 @@
 
 use crate::ErrorCode;
 use crate::journal::{
-    Journal, JournalError, JournalTier, StepBody, StepError, StepRecord, check_record,
+    Journal, JournalError, JournalTier, StepBody, StepError, StepRecord, WaitFuture, WaitOutcome,
+    check_record,
 };
 use crate::model::TurnId;
 use async_trait::async_trait;
@@ -89,5 +90,28 @@ impl Journal for RestateJournal<'_> {
             }
             Err(e) => Err(from_terminal(&e)),
         }
+    }
+
+    /// An awakeable (its id is the one Restate's awakeable API takes)
+    /// raced against a durable timer; the invocation suspends on both.
+    fn promise(
+        &self,
+        _turn: &TurnId,
+        _name: &str,
+        timeout: std::time::Duration,
+    ) -> (String, WaitFuture<'_>) {
+        let ctx: &ObjectContext<'_> = self.ctx;
+        let (id, awakeable) = ctx.awakeable::<Json<serde_json::Value>>();
+        let waited = async move {
+            restate_sdk::select! {
+                value = awakeable => match value {
+                    Ok(Json(v)) => Ok(WaitOutcome::Resolved(v)),
+                    Err(e) => Err(from_terminal(&e)),
+                },
+                _ = ctx.sleep(timeout) => Ok(WaitOutcome::Expired),
+                on_cancel => Err(JournalError::Cancelled)
+            }
+        };
+        (id, Box::pin(waited))
     }
 }

@@ -4,9 +4,11 @@
 //! `ratchet serve`.
 
 pub mod admin;
+mod approve;
 mod journal;
 mod named;
 mod options;
+mod reads;
 pub mod schemas;
 mod serve;
 mod session;
@@ -17,7 +19,8 @@ pub use journal::RestateJournal;
 pub use options::{DurableOptions, OnMaxAttempts};
 pub use serve::{ShutdownReport, serve, termination};
 pub use session::{
-    CancelReply, ConfigureBody, ConfigureReply, DEFAULT_OBJECT_NAME, Session, SubmitReply,
-    TurnBody, check_object_name, store_session_id,
+    ApproveBody, ApproveReply, CancelReply, CompleteToolBody, CompleteToolReply, ConfigureBody,
+    ConfigureReply, DEFAULT_OBJECT_NAME, Session, SubmitReply, TurnBody, check_object_name,
+    store_session_id,
 };
 pub use wire::{Empty, NoInput, Reply, Request};

@@ -52,6 +52,8 @@ impl Service for NamedSession {
                 "drain" => drain(input),
                 "configure" => configure(input),
                 "cancel" => cancel(input),
+                "approve" => approve(input),
+                "complete_tool" => complete_tool(input),
                 "view" => view(input),
             );
             ctx.end();
@@ -72,7 +74,16 @@ pub fn definition(session: Session) -> ServiceDefinition {
     handlers.sort_unstable();
     debug_assert_eq!(
         handlers,
-        ["cancel", "configure", "drain", "submit", "turn", "view"]
+        [
+            "approve",
+            "cancel",
+            "complete_tool",
+            "configure",
+            "drain",
+            "submit",
+            "turn",
+            "view"
+        ]
     );
     service_definition(NamedSession(Arc::new(session)), manifest)
 }

@@ -10,11 +10,16 @@
 //! key locked until someone resumes it, and a killed one is settled as
 //! stopped by the next invocation of its session.
 //!
-//! The inactivity and abort timers are derived from the engine's model and
-//! tool timeouts ([`crate::engine::EngineConfig::step_budget_ms`]), so the
-//! orchestrator never aborts a step that is still within its own timeouts
-//! and an effect slower than those is cut by ratchet, once per attempt, not
-//! re-run by Restate in a loop.
+//! The timers: the inactivity timer is short (the margin), so a turn that
+//! waits (for an approval, say) is asked to suspend soon and holds no
+//! connection or task while it waits. The abort timer, which runs after the
+//! inactivity timer and cuts a step that has not finished, is derived from
+//! the engine's model and tool timeouts
+//! ([`crate::engine::EngineConfig::step_budget_ms`]), so the orchestrator
+//! never aborts a step that is still within its own timeouts: the step
+//! finishes, its result is journaled, and the invocation suspends and
+//! resumes from it. An effect slower than those timeouts is cut by ratchet,
+//! once per attempt, not re-run by Restate in a loop.
 
 use crate::engine::Runtime;
 use restate_sdk::endpoint::ServiceOptions;
@@ -42,8 +47,9 @@ pub struct DurableOptions {
     pub max_attempts: Option<u64>,
     /// What a bounded policy does at its end.
     pub on_max_attempts: OnMaxAttempts,
-    /// Added to the longest step's budget for the inactivity timer, and the
-    /// abort timer itself: time for the store calls around an effect.
+    /// The inactivity timer (how soon a waiting turn suspends), and what
+    /// is added to the longest step's budget for the abort timer: time for
+    /// the store calls around an effect.
     pub timer_margin: Duration,
 }
 
@@ -64,8 +70,15 @@ impl Default for DurableOptions {
 const UNBOUNDED_ATTEMPTS: u64 = u32::MAX as u64;
 
 impl DurableOptions {
-    /// The inactivity timer for `rt`: the longest step plus the margin.
-    pub fn inactivity_timeout(&self, rt: &Runtime) -> Duration {
+    /// The inactivity timer: the margin. A turn waiting on a durable
+    /// promise is asked to suspend once it passes.
+    pub fn inactivity_timeout(&self, _rt: &Runtime) -> Duration {
+        self.timer_margin
+    }
+
+    /// The abort timer for `rt`: the longest step plus the margin, so the
+    /// two timers together outlast any step within its own timeouts.
+    pub fn abort_timeout(&self, rt: &Runtime) -> Duration {
         Duration::from_millis(rt.config.step_budget_ms(&rt.tools)) + self.timer_margin
     }
 
@@ -73,7 +86,7 @@ impl DurableOptions {
     pub fn service_options(&self, rt: &Runtime) -> ServiceOptions {
         let options = ServiceOptions::new()
             .inactivity_timeout(self.inactivity_timeout(rt))
-            .abort_timeout(self.timer_margin)
+            .abort_timeout(self.abort_timeout(rt))
             .retry_policy_initial_interval(self.initial_interval)
             .retry_policy_exponentiation_factor(2.0)
             .retry_policy_max_interval(self.max_interval)

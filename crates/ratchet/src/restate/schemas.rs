@@ -7,7 +7,8 @@
 //! mode, json-schema-to-typescript and quicktype take it as it is.
 
 use super::{
-    CancelReply, ConfigureBody, ConfigureReply, NoInput, SessionView, SubmitReply, TurnBody,
+    ApproveBody, ApproveReply, CancelReply, CompleteToolBody, CompleteToolReply, ConfigureBody,
+    ConfigureReply, NoInput, SessionView, SubmitReply, TurnBody,
 };
 use crate::ErrorCode;
 use crate::engine::TurnResult;
@@ -152,6 +153,16 @@ pub fn all() -> Vec<(&'static str, Value)> {
         (
             "Session.configure.response.json",
             schema::<ConfigureReply>(),
+        ),
+        ("Session.approve.request.json", schema::<ApproveBody>()),
+        ("Session.approve.response.json", schema::<ApproveReply>()),
+        (
+            "Session.complete_tool.request.json",
+            schema::<CompleteToolBody>(),
+        ),
+        (
+            "Session.complete_tool.response.json",
+            schema::<CompleteToolReply>(),
         ),
         ("Session.view.request.json", schema::<NoInput>()),
         ("Session.cancel.request.json", schema::<NoInput>()),

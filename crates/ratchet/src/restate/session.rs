@@ -9,19 +9,19 @@
 use super::RestateJournal;
 use super::admin::{AdminClient, AdminConfig};
 use super::options::DurableOptions;
+use super::reads::RestateReads;
 pub use super::wire::{
-    CancelReply, ConfigureBody, ConfigureReply, Empty, Reply, Request, SubmitReply, TurnBody,
+    ApproveBody, ApproveReply, CancelReply, CompleteToolBody, CompleteToolReply, ConfigureBody,
+    ConfigureReply, Empty, Reply, Request, SubmitReply, TurnBody,
 };
 use crate::ErrorCode;
-use crate::engine::service::{read_committed, read_next_input};
 use crate::engine::{
-    Admitted, CancelToken, EngineError, NextInput, Runtime, SessionReads, Sessions, TurnResult,
-    admit, admit_command,
+    Admitted, CancelToken, EngineError, Runtime, SessionReads, Sessions, TurnResult, admit,
+    admit_command,
 };
 use crate::engine::{SessionView, view_of};
 use crate::model::{SessionId, TurnId, TurnInput};
 use crate::store::{DurabilityTier, StoreError};
-use async_trait::async_trait;
 use restate_sdk::prelude::*;
 use std::time::Duration;
 
@@ -99,6 +99,11 @@ impl Session {
         &self.name
     }
 
+    /// The runtime its turns run with.
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
     /// How Restate retries the object's invocations and times its handlers.
     pub fn with_options(mut self, options: DurableOptions) -> Self {
         self.options = options;
@@ -114,7 +119,7 @@ impl Session {
     }
 
     /// The store session of this object's key `key`.
-    fn session_of(&self, key: &str) -> Result<SessionId, HandlerError> {
+    pub(super) fn session_of(&self, key: &str) -> Result<SessionId, HandlerError> {
         store_session_id(&self.name, key)
             .map_err(|e| TerminalError::new_with_code(400, format!("invalid_request: {e}")).into())
     }
@@ -160,59 +165,8 @@ fn handler_error(e: EngineError) -> HandlerError {
     TerminalError::new_with_code(code.http_status(), message).into()
 }
 
-fn store_err(e: StoreError) -> HandlerError {
+pub(super) fn store_err(e: StoreError) -> HandlerError {
     handler_error(EngineError::Store(e))
-}
-
-/// The inbox reads between turns, each a journaled step of the invocation.
-struct RestateReads<'a> {
-    ctx: &'a ObjectContext<'a>,
-    rt: &'a Runtime,
-}
-
-impl<'a> RestateReads<'a> {
-    fn new(ctx: &'a ObjectContext<'a>, rt: &'a Runtime) -> Self {
-        RestateReads { ctx, rt }
-    }
-}
-
-#[async_trait]
-impl SessionReads for RestateReads<'_> {
-    async fn next_input(&self, session: &SessionId) -> Result<Option<NextInput>, EngineError> {
-        let ctx: &ObjectContext<'_> = self.ctx;
-        let store = self.rt.store.clone();
-        let next = ctx
-            .run(|| async move {
-                let next = read_next_input(store.as_ref(), session)
-                    .await
-                    .map_err(store_err)?;
-                Ok(Json(next))
-            })
-            .name("next_input")
-            .await
-            .map_err(terminal_to_engine)?;
-        Ok(next.into_inner())
-    }
-
-    async fn committed(
-        &self,
-        session: &SessionId,
-        turn_id: &str,
-    ) -> Result<Option<TurnResult>, EngineError> {
-        let ctx: &ObjectContext<'_> = self.ctx;
-        let rt = self.rt;
-        let found = ctx
-            .run(|| async move {
-                let found = read_committed(rt, session, turn_id)
-                    .await
-                    .map_err(store_err)?;
-                Ok(Json(found))
-            })
-            .name("committed")
-            .await
-            .map_err(terminal_to_engine)?;
-        Ok(found.into_inner())
-    }
 }
 
 /// Whether a turn only settled an ended invocation's input.
@@ -221,7 +175,7 @@ fn is_settled_orphan(result: &TurnResult) -> bool {
         if s.message == crate::engine::driver::ORPHANED)
 }
 
-fn terminal_to_engine(e: TerminalError) -> EngineError {
+pub(super) fn terminal_to_engine(e: TerminalError) -> EngineError {
     EngineError::InvalidRequest(e.message().to_string())
 }
 
@@ -463,6 +417,32 @@ impl Session {
             .name("cancel")
             .await?;
         Ok(Reply(reply.into_inner()))
+    }
+
+    /// Decides a tool call that waits for approval: `{call_id, decision,
+    /// note}`. Idempotent; an unknown call is 404, one already decided
+    /// otherwise (or expired) is 409. The waiting turn resumes at once.
+    #[handler]
+    pub(super) async fn approve(
+        &self,
+        ctx: SharedObjectContext<'_>,
+        body: Request<ApproveBody>,
+    ) -> Result<Reply<ApproveReply>, HandlerError> {
+        self.require_durable()?;
+        Ok(Reply(self.decide(&ctx, body.into_inner()?).await?))
+    }
+
+    /// Completes a tool call that answered "pending": `{call_id, result:
+    /// {content, is_error?, value?}}`. Idempotent; an unknown call is 404,
+    /// one completed otherwise (or expired) is 409. The turn resumes at once.
+    #[handler]
+    pub(super) async fn complete_tool(
+        &self,
+        ctx: SharedObjectContext<'_>,
+        body: Request<CompleteToolBody>,
+    ) -> Result<Reply<CompleteToolReply>, HandlerError> {
+        self.require_durable()?;
+        Ok(Reply(self.complete(&ctx, body.into_inner()?).await?))
     }
 
     /// The session's head, its most recent messages and the first page of

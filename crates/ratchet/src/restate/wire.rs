@@ -59,6 +59,57 @@ pub struct CancelReply {
     pub message: String,
 }
 
+/// Request of `approve`: a decision on a tool call waiting for approval.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveBody {
+    /// The waiting tool call (from the `approval_requested` event, or
+    /// `view`'s `pending_waits`).
+    pub call_id: String,
+    /// `approve` or `reject`.
+    pub decision: crate::model::Verdict,
+    /// A note; a rejection's reaches the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Reply of `approve`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ApproveReply {
+    /// The tool call.
+    pub call_id: String,
+    /// The wait it settled.
+    pub wait_id: String,
+    /// The decision as recorded.
+    pub decision: crate::model::Verdict,
+    /// Whether this same decision had been recorded before (the request
+    /// was a repeat; nothing changed).
+    pub duplicate: bool,
+}
+
+/// Request of `complete_tool`: the result of a tool call that answered
+/// "pending".
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteToolBody {
+    /// The pending tool call (from the `tool_pending` event, or `view`'s
+    /// `pending_waits`, which lists every pending wait).
+    pub call_id: String,
+    /// Its result, as the model will see it.
+    pub result: crate::model::ToolCompletion,
+}
+
+/// Reply of `complete_tool`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+pub struct CompleteToolReply {
+    /// The tool call.
+    pub call_id: String,
+    /// The wait it settled.
+    pub wait_id: String,
+    /// Whether this same result had been recorded before (nothing changed).
+    pub duplicate: bool,
+}
+
 /// A handler's JSON request. ratchet decodes it itself, so a body that does
 /// not decode is `400 invalid_request: …` like every other refusal (not
 /// the SDK's own message), and the manifest publishes the same standard

@@ -36,11 +36,11 @@ pub use types::*;
 pub mod prelude {
     pub use super::{
         CheckpointStore, CommitStore, EffectLedger, EventStore, HistoryStore, InboxStore,
-        LeaseStore, NoteStore, SessionStore,
+        LeaseStore, NoteStore, SessionStore, WaitStore,
     };
 }
 
-use crate::model::{SessionEvent, SessionId, StoredEvent};
+use crate::model::{Decided, SessionEvent, SessionId, StoredEvent, Wait, WaitKind};
 use async_trait::async_trait;
 
 /// Whether a store survives the process.
@@ -191,6 +191,41 @@ pub trait NoteStore: Send + Sync {
     async fn notes(&self, session: &SessionId) -> StoreResult<Vec<Note>>;
 }
 
+/// Durable waits (approval of tool calls): one row per wait, so decisions
+/// are idempotent and a decision for an unknown or settled call is told
+/// apart. The rules are `model::wait::{decide, settle}`, shared by every
+/// backend.
+#[async_trait]
+pub trait WaitStore: Send + Sync {
+    /// Opens a wait; idempotent by wait id (an existing row is returned as
+    /// it is).
+    async fn open_wait(&self, session: &SessionId, wait: &Wait) -> StoreResult<Wait>;
+
+    /// Resolves the wait of `kind` that `call_id` names in the session (its
+    /// pending one, else its latest) with `value` (a decision, a tool's
+    /// result).
+    async fn decide_wait(
+        &self,
+        session: &SessionId,
+        kind: WaitKind,
+        call_id: &str,
+        value: &serde_json::Value,
+    ) -> StoreResult<Decided>;
+
+    /// Settles a wait the turn woke from: with the value it woke with, or
+    /// expired (`None`). A wait already settled keeps its state. Returns
+    /// the row as it stands after; `None` if there is no such wait.
+    async fn settle_wait(
+        &self,
+        session: &SessionId,
+        wait_id: &str,
+        woke_with: Option<&serde_json::Value>,
+    ) -> StoreResult<Option<Wait>>;
+
+    /// The session's waits, oldest first; only pending ones if asked.
+    async fn waits(&self, session: &SessionId, pending_only: bool) -> StoreResult<Vec<Wait>>;
+}
+
 /// The effect ledger: how often each model and tool call body ran (failure testing; written only when `EngineConfig::effect_ledger` is on).
 #[async_trait]
 pub trait EffectLedger: Send + Sync {
@@ -218,6 +253,7 @@ pub trait SessionStore:
     + CheckpointStore
     + NoteStore
     + EffectLedger
+    + WaitStore
 {
     /// Whether this store survives the process.
     fn durability_tier(&self) -> DurabilityTier;

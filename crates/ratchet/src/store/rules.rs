@@ -70,6 +70,14 @@ pub fn check_id(what: &str, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// Checks a wait before it is stored; returns its JSON.
+pub fn check_wait(wait: &crate::model::Wait, max: usize) -> StoreResult<String> {
+    check_id("wait id", &wait.wait_id)?;
+    check_id("tool call id", &wait.call_id)?;
+    check_id("turn id", &wait.turn_id)?;
+    encode_limited("wait", wait, max)
+}
+
 /// Serializes a payload, rejecting one over the limit.
 pub fn encode_limited<T: Serialize>(what: &str, value: &T, max: usize) -> StoreResult<String> {
     let json = serde_json::to_string(value).map_err(|e| StoreError::Internal(e.to_string()))?;

@@ -99,6 +99,18 @@ pub struct ToolOutput {
     /// The tool's result ends the turn (as its value, or as its error).
     #[serde(default)]
     pub ends_turn: bool,
+    /// The tool started work that finishes later: `content` is its receipt,
+    /// and the turn waits durably for the result (see
+    /// [`ToolOutput::pending`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingResult>,
+}
+
+/// How long a pending tool's result may take.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingResult {
+    /// After this the model is told the outcome is unknown.
+    pub timeout_ms: u64,
 }
 
 impl ToolOutput {
@@ -109,6 +121,22 @@ impl ToolOutput {
             is_error: false,
             value: None,
             ends_turn: false,
+            pending: None,
+        }
+    }
+
+    /// The tool started work that an outside system finishes: the turn
+    /// waits (suspended on the durable tier, parked inline) until the result
+    /// arrives through `complete_tool` (or Restate's awakeable API, with the
+    /// id the `tool_pending` event publishes), for at most `timeout`. The
+    /// model sees that result as the call's. `receipt` is what the tool
+    /// started (a job id), kept in the record.
+    pub fn pending(receipt: impl Into<String>, timeout: std::time::Duration) -> Self {
+        ToolOutput {
+            pending: Some(PendingResult {
+                timeout_ms: timeout.as_millis() as u64,
+            }),
+            ..Self::text(receipt)
         }
     }
 
@@ -152,6 +180,11 @@ pub trait Tool: Send + Sync {
     /// derived from the longest, so declare what the tool really needs.
     fn timeout(&self) -> Option<std::time::Duration> {
         None
+    }
+    /// Whether this call must wait for a person's approval before it runs
+    /// (decided from the arguments alone: no IO, no clock).
+    fn requires_approval(&self, _args: &serde_json::Value) -> bool {
+        false
     }
     /// Runs the tool.
     async fn call(

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 mod state;
+mod waits;
 
 /// A store that lives in this process only.
 pub struct MemoryStore {

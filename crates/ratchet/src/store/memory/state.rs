@@ -23,6 +23,7 @@ pub(super) struct SessionState {
     pub(super) checkpoints: Vec<Checkpoint>,
     pub(super) notes: Vec<Note>,
     pub(super) effects: BTreeMap<String, u64>,
+    pub(super) waits: Vec<crate::model::Wait>,
 }
 
 impl SessionState {

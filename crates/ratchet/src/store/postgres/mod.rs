@@ -9,6 +9,7 @@ mod ops;
 mod records;
 mod schema;
 mod tls;
+mod waits;
 
 pub use schema::redact;
 pub use tls::{PgTls, SslMode};

@@ -58,6 +58,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX inbox_turn ON inbox (session_id, turn_id);
     ALTER TABLE turns ADD COLUMN started_at_ms BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE turns ADD COLUMN finished_at_ms BIGINT NOT NULL DEFAULT 0;",
+    // 3: durable waits (approval of tool calls), one row per wait.
+    "CREATE TABLE waits (
+        session_id TEXT NOT NULL, seq BIGINT NOT NULL, wait_id TEXT NOT NULL,
+        call_id TEXT NOT NULL, state TEXT NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (session_id, wait_id)
+    );
+    CREATE INDEX waits_call ON waits (session_id, call_id, seq);
+    CREATE INDEX waits_state ON waits (session_id, state, seq);",
 ];
 
 /// The newest schema version this build knows.

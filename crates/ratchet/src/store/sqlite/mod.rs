@@ -11,6 +11,7 @@ mod rows;
 
 use rows::{col, collect, exec};
 mod schema;
+mod waits;
 
 use super::rules::{self, StoreOptions};
 use super::*;
