@@ -42,8 +42,11 @@ async fn a_typescript_team_calls_every_handler_through_the_typed_client() {
     let schemas = std::fs::read_dir(client_dir().join("../../proto"))
         .unwrap()
         .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))
+            e.as_ref().is_ok_and(|e| {
+                // error-codes.json is a table of data, not a schema.
+                e.path().extension().is_some_and(|x| x == "json")
+                    && e.file_name() != "error-codes.json"
+            })
         })
         .count();
     assert!(
