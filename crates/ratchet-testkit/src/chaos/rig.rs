@@ -149,6 +149,8 @@ impl Rig {
             // Killed while the turn waits, suspended: the resolver is armed
             // once the service is back.
             Victim::Service if point.spec.starts_with(SUSPENDED) => {
+                // The service last ran with another case's environment.
+                self.service.restart(&base).map_err(|e| e.to_string())?;
                 let inv = self.send(key, &case.body).await?;
                 self.await_suspended(key).await?;
                 self.service.kill9();
