@@ -5,8 +5,8 @@
 //! `approve` / `complete_tool` handler on the durable tier, which delivers
 //! it to the suspended turn.
 
-use crate::StoreArgs;
 use crate::setup;
+use crate::{StoreArgs, WaitTarget};
 use anyhow::{Result, bail};
 use ratchet::ErrorCode;
 use ratchet::model::{Decided, Decision, SessionId, ToolCompletion, Verdict, WaitKind};
@@ -15,13 +15,11 @@ use serde_json::json;
 /// Runs the command.
 pub async fn run(
     store: &StoreArgs,
-    session: &str,
-    call_id: String,
+    target: &WaitTarget,
     reject: bool,
     note: Option<String>,
-    ingress: Option<String>,
-    object: &str,
 ) -> Result<()> {
+    let (session, call_id) = (target.session.as_str(), target.call_id.as_str());
     let decision = Decision {
         decision: if reject {
             Verdict::Reject
@@ -37,16 +35,16 @@ pub async fn run(
         bail!("{}: --call must not be empty", ErrorCode::InvalidRequest);
     }
     let sid = SessionId::new(session)?;
-    if let Some(url) = ingress {
+    if let Some(url) = &target.ingress {
         let body =
             json!({"call_id": call_id, "decision": decision.decision, "note": decision.note});
-        return through_ingress(&url, object, &sid, "approve", &body).await;
+        return through_ingress(url, &target.object, &sid, "approve", &body).await;
     }
     let st = setup::open_store(store).await?;
     let said = verdict(&decision);
     let value = serde_json::to_value(&decision)?;
     match st
-        .decide_wait(&sid, WaitKind::Approval, &call_id, &value)
+        .decide_wait(&sid, WaitKind::Approval, call_id, &value)
         .await?
     {
         Decided::Recorded(w) => println!(
@@ -85,24 +83,22 @@ fn verdict(d: &Decision) -> &'static str {
 /// Runs `ratchet complete-tool`.
 pub async fn complete(
     store: &StoreArgs,
-    session: &str,
-    call_id: String,
+    target: &WaitTarget,
     result: ToolCompletion,
-    ingress: Option<String>,
-    object: &str,
 ) -> Result<()> {
+    let (session, call_id) = (target.session.as_str(), target.call_id.as_str());
     if call_id.trim().is_empty() {
         bail!("{}: --call must not be empty", ErrorCode::InvalidRequest);
     }
     let sid = SessionId::new(session)?;
-    if let Some(url) = ingress {
+    if let Some(url) = &target.ingress {
         let body = json!({"call_id": call_id, "result": result});
-        return through_ingress(&url, object, &sid, "complete_tool", &body).await;
+        return through_ingress(url, &target.object, &sid, "complete_tool", &body).await;
     }
     let st = setup::open_store(store).await?;
     let value = serde_json::to_value(&result)?;
     match st
-        .decide_wait(&sid, WaitKind::ToolResult, &call_id, &value)
+        .decide_wait(&sid, WaitKind::ToolResult, call_id, &value)
         .await?
     {
         Decided::Recorded(w) => println!(

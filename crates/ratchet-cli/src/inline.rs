@@ -124,28 +124,22 @@ pub async fn dispatch(command: Command) -> Result<()> {
         }
         Command::Approve {
             store,
-            session: s,
-            call_id,
+            target,
             reject,
             note,
-            ingress,
-            object,
-        } => crate::approve::run(&store, &s, call_id, reject, note, ingress, &object).await,
+        } => crate::approve::run(&store, &target, reject, note).await,
         Command::CompleteTool {
             store,
-            session: s,
-            call_id,
+            target,
             content,
             error,
-            ingress,
-            object,
         } => {
             let result = ratchet::model::ToolCompletion {
                 content,
                 is_error: error,
                 value: None,
             };
-            crate::approve::complete(&store, &s, call_id, result, ingress, &object).await
+            crate::approve::complete(&store, &target, result).await
         }
         Command::View { store, session: s } => {
             let st = setup::open_store(&store).await?;

@@ -123,6 +123,24 @@ struct StoreArgs {
     sqlite_sync: String,
 }
 
+/// The tool call a decision or a result is for, and where it goes.
+#[derive(clap::Args, Clone)]
+struct WaitTarget {
+    /// The session.
+    #[arg(long)]
+    session: String,
+    /// The waiting tool call's id (`view` lists them).
+    #[arg(long = "call")]
+    call_id: String,
+    /// A Restate ingress URL: go through the agent object's `approve` or
+    /// `complete_tool` handler there (the durable tier); else the store.
+    #[arg(long)]
+    ingress: Option<String>,
+    /// The agent object (with `--ingress`).
+    #[arg(long, default_value = "Session")]
+    object: String,
+}
+
 /// Where a durable turn's journal is read from.
 #[derive(clap::Args, Clone)]
 struct JournalArgs {
@@ -283,25 +301,14 @@ enum Command {
     Approve {
         #[command(flatten)]
         store: StoreArgs,
-        /// The session.
-        #[arg(long)]
-        session: String,
-        /// The waiting tool call's id (`view` lists them).
-        #[arg(long = "call")]
-        call_id: String,
+        #[command(flatten)]
+        target: WaitTarget,
         /// Reject the call instead of approving it.
         #[arg(long)]
         reject: bool,
         /// A note; a rejection's reaches the model.
         #[arg(long)]
         note: Option<String>,
-        /// A Restate ingress URL: decide through the agent object's
-        /// `approve` handler there.
-        #[arg(long)]
-        ingress: Option<String>,
-        /// The agent object (with `--ingress`).
-        #[arg(long, default_value = "Session")]
-        object: String,
     },
     /// Complete a tool call that answered "pending" with its result: in the
     /// store (an inline turn; then `ratchet resume`), or through a Restate
@@ -309,25 +316,14 @@ enum Command {
     CompleteTool {
         #[command(flatten)]
         store: StoreArgs,
-        /// The session.
-        #[arg(long)]
-        session: String,
-        /// The pending tool call's id.
-        #[arg(long = "call")]
-        call_id: String,
+        #[command(flatten)]
+        target: WaitTarget,
         /// The result, as the model will see it.
         #[arg(long)]
         content: String,
         /// The result is an error.
         #[arg(long)]
         error: bool,
-        /// A Restate ingress URL: complete through the agent object's
-        /// `complete_tool` handler there.
-        #[arg(long)]
-        ingress: Option<String>,
-        /// The agent object (with `--ingress`).
-        #[arg(long, default_value = "Session")]
-        object: String,
     },
     /// Finish inline turns whose process died, or that parked waiting for
     /// approval or a tool's result, from their checkpoints.
@@ -474,13 +470,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let message = ratchet::secrets::redact_string(format!("{e:#}"));
-            match error_code(&e) {
+            match output::error_code(&e) {
                 Some(code) if !message.contains(&code) => eprintln!("error: {code}: {message}"),
                 _ => eprintln!("error: {message}"),
             }
-            if refused_input(&e) {
+            if output::refused_input(&e) {
                 ExitCode::from(2)
-            } else if error_code_of(&e) == Some(ratchet::ErrorCode::TurnParked) {
+            } else if output::error_code_of(&e) == Some(ratchet::ErrorCode::TurnParked) {
                 // Not a failure: the turn waits, its steps kept.
                 ExitCode::from(3)
             } else {
@@ -488,33 +484,4 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-/// The stable code of the library error inside `e`, if there is one.
-fn error_code(e: &anyhow::Error) -> Option<String> {
-    error_code_of(e).map(|c| c.to_string())
-}
-
-fn error_code_of(e: &anyhow::Error) -> Option<ratchet::ErrorCode> {
-    use ratchet::engine::EngineError;
-    use ratchet::store::StoreError;
-    e.chain().find_map(|c| {
-        c.downcast_ref::<EngineError>()
-            .map(EngineError::code)
-            .or_else(|| c.downcast_ref::<StoreError>().map(StoreError::code))
-            .or_else(|| {
-                c.downcast_ref::<ratchet::model::IdError>()
-                    .map(|_| ratchet::ErrorCode::InvalidInput)
-            })
-    })
-}
-
-/// Whether an error refused the user's input, with nothing stored: the
-/// CLI then exits 2, as for a usage error.
-fn refused_input(e: &anyhow::Error) -> bool {
-    use ratchet::ErrorCode::*;
-    matches!(
-        error_code_of(e),
-        Some(InvalidInput | PayloadTooLarge | InputConflict | TurnIdConflict | InvalidArgument)
-    )
 }

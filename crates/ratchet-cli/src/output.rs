@@ -104,3 +104,32 @@ pub fn history(
     }
     Ok(())
 }
+
+/// The stable code of the library error inside `e`, if there is one.
+pub fn error_code(e: &anyhow::Error) -> Option<String> {
+    error_code_of(e).map(|c| c.to_string())
+}
+
+pub fn error_code_of(e: &anyhow::Error) -> Option<ratchet::ErrorCode> {
+    use ratchet::engine::EngineError;
+    use ratchet::store::StoreError;
+    e.chain().find_map(|c| {
+        c.downcast_ref::<EngineError>()
+            .map(EngineError::code)
+            .or_else(|| c.downcast_ref::<StoreError>().map(StoreError::code))
+            .or_else(|| {
+                c.downcast_ref::<ratchet::model::IdError>()
+                    .map(|_| ratchet::ErrorCode::InvalidInput)
+            })
+    })
+}
+
+/// Whether an error refused the user's input, with nothing stored: the
+/// CLI then exits 2, as for a usage error.
+pub fn refused_input(e: &anyhow::Error) -> bool {
+    use ratchet::ErrorCode::*;
+    matches!(
+        error_code_of(e),
+        Some(InvalidInput | PayloadTooLarge | InputConflict | TurnIdConflict | InvalidArgument)
+    )
+}
