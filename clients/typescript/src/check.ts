@@ -1,4 +1,4 @@
-// Runs turn, submit, configure, view, drain and cancel on a real ratchet
+// Runs turn, submit, steer, configure, view, drain and cancel on a real ratchet
 // behind a real restate-server through the typed client, and validates
 // every reply (errors included) against proto/ with ajv in strict mode.
 // Exits non-zero at the first reply that breaks the contract.
@@ -82,15 +82,18 @@ const submitted = await s1.submit({ input: { items: [{ type: "text", text: "reme
 validate("Session.submit.response.json", submitted);
 const configured = await s1.configure({ command: { command: "set_context_limit", max_messages: 50 } });
 validate("Session.configure.response.json", configured);
+// A steer with no turn running is an ordinary queued input.
+const steered = await s1.steer({ input: { items: [{ type: "text", text: "and eggs" }], input_id: "in-3" } });
+validate("Session.steer.response.json", steered);
 const drained = await s1.drain({});
 validate("Session.drain.response.json", drained);
 let view = await s1.view({});
-for (let i = 0; i < 200 && view.head.version < 2; i++) {
+for (let i = 0; i < 200 && view.head.version < 3; i++) {
   await new Promise((r) => setTimeout(r, 50));
   view = await s1.view({});
 }
 validate("Session.view.response.json", view);
-if (view.head.version < 2) throw new Error(`the submitted input never ran: ${JSON.stringify(view.head)}`);
+if (view.head.version < 3) throw new Error(`the submitted input never ran: ${JSON.stringify(view.head)}`);
 console.log(`view: version ${view.head.version}, ${view.recent_messages.length} recent messages`);
 const stoppedTurn = await c1.view({});
 validate("Session.view.response.json", stoppedTurn);

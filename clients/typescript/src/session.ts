@@ -27,6 +27,7 @@ export type {
 type SessionHandlers = {
   turn(ctx: unknown, body: TurnBody): Promise<TurnResult>;
   submit(ctx: unknown, body: TurnBody): Promise<SubmitReply>;
+  steer(ctx: unknown, body: TurnBody): Promise<SubmitReply>;
   configure(ctx: unknown, body: ConfigureBody): Promise<ConfigureReply>;
   view(ctx: unknown, body: NoInput): Promise<SessionView>;
   cancel(ctx: unknown, body: NoInput): Promise<CancelReply>;

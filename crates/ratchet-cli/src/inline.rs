@@ -64,17 +64,24 @@ pub async fn dispatch(command: Command) -> Result<()> {
             store,
             session: s,
             input_id,
+            steer,
             text,
         } => {
             let r = runner(&store).await?;
-            let e = r.submit(&session(&s)?, input(text, input_id)).await?;
+            let (sid, input) = (session(&s)?, input(text, input_id));
+            let e = if steer {
+                r.steer(&sid, input).await?
+            } else {
+                r.submit(&sid, input).await?
+            };
             println!(
-                "{} input {} (position {})",
+                "{} {} {} (position {})",
                 if e.duplicate {
                     "already queued:"
                 } else {
                     "queued"
                 },
+                if steer { "steer" } else { "input" },
                 e.entry.id,
                 e.entry.seq
             );

@@ -219,6 +219,10 @@ enum Command {
         /// Idempotency id of the input (a fresh one by default).
         #[arg(long)]
         input_id: Option<String>,
+        /// Steer the running turn: its next model call takes the text
+        /// (queued as an ordinary input when no turn takes it).
+        #[arg(long)]
+        steer: bool,
         /// The user's text.
         text: String,
     },

@@ -9,7 +9,6 @@ mod support;
 
 use serde_json::{Value, json};
 use std::process::Command;
-use std::time::{Duration, Instant};
 use support::restate::{e2e_lock, ratchet_bin};
 use support::rig::{Rig, sid, turn_body};
 
@@ -47,65 +46,6 @@ async fn start(timeout_ms: &str) -> (Rig, Vec<(String, String)>) {
 
 fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
     env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
-
-/// Waits until the session's view lists a pending approval; returns it.
-async fn pending_approval(rig: &Rig, session: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, view) = rig
-            .server
-            .call(session, "view", &json!(null))
-            .await
-            .unwrap();
-        if status == 200
-            && view["pending_waits"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-        {
-            return view["pending_waits"][0].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no approval requested in {session}: {view}\n{}",
-            rig.diagnostics()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The invocation's status; "unknown" while a restarted server cannot
-/// answer yet.
-async fn status_of(rig: &Rig, invocation: &str) -> String {
-    let Ok(rows) = rig
-        .server
-        .query(&format!(
-            "SELECT status FROM sys_invocation WHERE id = '{invocation}'"
-        ))
-        .await
-    else {
-        return "unknown".into();
-    };
-    rows.first()
-        .and_then(|r| r["status"].as_str())
-        .unwrap_or("gone")
-        .to_string()
-}
-
-async fn await_status(rig: &Rig, invocation: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = status_of(rig, invocation).await;
-        if status == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "invocation {invocation} is {status}, not {want}\n{}",
-            rig.diagnostics()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 async fn tool_runs(rig: &Rig, session: &str) -> u64 {
@@ -162,20 +102,20 @@ async fn an_approval_survives_suspension_and_both_restarts_and_runs_the_tool_onc
         .send("a", "turn", &turn_body("What is 6*7?", "in-1"))
         .await
         .unwrap();
-    let wait = pending_approval(&rig, "a").await;
+    let wait = rig.pending_wait("a", "call_0").await;
     assert_eq!(
         (wait["call_id"].as_str(), wait["tool"].as_str()),
         (Some("call_0"), Some("calculator"))
     );
     assert!(wait["awakeable"].as_bool().unwrap(), "{wait}");
     // Past the 2 s inactivity timeout the invocation suspends: no compute.
-    await_status(&rig, &id, "suspended").await;
+    rig.await_status(&id, "suspended").await;
     assert_eq!(tool_runs(&rig, "a").await, 0);
 
     rig.service.kill9();
     rig.server.restart().unwrap();
     rig.service.restart(&borrowed(&env)).unwrap();
-    await_status(&rig, &id, "suspended").await;
+    rig.await_status(&id, "suspended").await;
 
     let out = approve_cli(&rig.server.ingress, "a", &[]);
     assert!(
@@ -280,7 +220,7 @@ async fn rejection_through_restates_awakeable_api_and_expiry_never_run_the_tool(
         .send("x", "turn", &turn_body("What is 6*7?", "in-1"))
         .await
         .unwrap();
-    let wait = pending_approval(&rig, "r").await;
+    let wait = rig.pending_wait("r", "call_0").await;
     // Restate's own API, with the id the approval_requested event published.
     let url = format!(
         "{}/restate/awakeables/{}/resolve",

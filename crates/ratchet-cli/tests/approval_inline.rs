@@ -12,8 +12,6 @@ use ratchet::model::{
     Decided, Decision, EventKind, Part, SessionId, TurnInput, TurnOutcome, Verdict, WaitKind,
 };
 use ratchet::store::SessionStore;
-use ratchet::store::SqliteStore;
-use ratchet::store::rules::StoreOptions;
 use serde_json::json;
 use std::sync::Arc;
 
@@ -37,13 +35,7 @@ struct Rig {
 fn rig() -> Rig {
     let dir = tempfile::tempdir().unwrap();
     // One clock for the store (leases) and the turn (deadlines).
-    let clock = ManualClock::new(1_764_000_000_000);
-    let options = StoreOptions {
-        clock: clock.clone(),
-        ..StoreOptions::default()
-    };
-    let store: Arc<dyn SessionStore> =
-        Arc::new(SqliteStore::open_with(dir.path().join("approval.db"), options).unwrap());
+    let (store, clock) = support::sqlite_with_clock(dir.path(), "approval.db");
     let mut rt = support::scripted_runtime(store.clone(), script());
     rt.clock = clock.clone();
     rt.config.approval.tools.insert("calculator".into());

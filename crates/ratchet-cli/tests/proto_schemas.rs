@@ -79,7 +79,7 @@ async fn the_manifest_publishes_the_checked_in_schemas() {
         .find(|s| s["name"] == "Session")
         .expect("the Session object");
     let handlers = session["handlers"].as_array().unwrap();
-    assert_eq!(handlers.len(), 8);
+    assert_eq!(handlers.len(), 9);
     for h in handlers {
         let name = h["name"].as_str().unwrap();
         let input = &h["input"];

@@ -91,6 +91,21 @@ pub fn sqlite_in(dir: &std::path::Path, name: &str) -> Arc<dyn SessionStore> {
     Arc::new(SqliteStore::open(dir.join(name)).expect("open sqlite"))
 }
 
+/// A fresh SQLite store in `dir` on a manual clock, returned too, for a
+/// runtime to share: leases and deadlines then read one time.
+pub fn sqlite_with_clock(
+    dir: &std::path::Path,
+    name: &str,
+) -> (Arc<dyn SessionStore>, Arc<ratchet::clock::ManualClock>) {
+    let clock = ratchet::clock::ManualClock::new(1_764_000_000_000);
+    let options = StoreOptions {
+        clock: clock.clone(),
+        ..StoreOptions::default()
+    };
+    let store = SqliteStore::open_with(dir.join(name), options).expect("open sqlite");
+    (Arc::new(store), clock)
+}
+
 /// Opens a fresh schema of a PostgreSQL database per case.
 pub struct PostgresFactory {
     url: String,

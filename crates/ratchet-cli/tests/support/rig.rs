@@ -92,6 +92,68 @@ impl Rig {
         );
     }
 
+    /// Waits until the session's view lists a pending wait for tool call
+    /// `call`; returns it.
+    pub async fn pending_wait(&self, session: &str, call: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, view) = self
+                .server
+                .call(session, "view", &json!(null))
+                .await
+                .unwrap();
+            let found = view["pending_waits"]
+                .as_array()
+                .and_then(|a| a.iter().find(|w| w["call_id"] == call).cloned());
+            if status == 200
+                && let Some(wait) = found
+            {
+                return wait;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no wait for {call} in {session}: {view}\n{}",
+                self.diagnostics()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The invocation's status; "unknown" while a restarted server cannot
+    /// answer yet.
+    pub async fn status_of(&self, invocation: &str) -> String {
+        let Ok(rows) = self
+            .server
+            .query(&format!(
+                "SELECT status FROM sys_invocation WHERE id = '{invocation}'"
+            ))
+            .await
+        else {
+            return "unknown".into();
+        };
+        rows.first()
+            .and_then(|r| r["status"].as_str())
+            .unwrap_or("gone")
+            .to_string()
+    }
+
+    /// Waits until the invocation's status is `want`.
+    pub async fn await_status(&self, invocation: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = self.status_of(invocation).await;
+            if status == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "invocation {invocation} is {status}, not {want}\n{}",
+                self.diagnostics()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Checks nothing is left claimed, pending or leased in `session`.
     pub async fn assert_settled(&self, session: &str) {
         let store = self.store();

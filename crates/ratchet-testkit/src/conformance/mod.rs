@@ -10,6 +10,7 @@ mod fifo;
 mod inbox;
 mod lease;
 mod records;
+mod steers;
 mod waits;
 
 pub use commit::*;
@@ -17,6 +18,7 @@ pub use fifo::*;
 pub use inbox::*;
 pub use lease::*;
 pub use records::*;
+pub use steers::*;
 pub use waits::*;
 
 pub(crate) use async_trait::async_trait;
@@ -205,6 +207,7 @@ cases!(
     enqueue_refuses_conflicting_ids_and_stores_nothing,
     committed_turns_and_inbox_pages_read_back,
     waits_settle_once,
+    steers_are_read_after_a_position_and_completed_by_the_commit,
 );
 
 /// Runs every case against `factory`; returns how many ran, or the failed

@@ -33,6 +33,16 @@ impl Admitted {
             payload: InboxPayload::Input(self.input),
         }
     }
+
+    /// The inbox entry that carries the input as a steering message: the
+    /// running turn takes it at its next model call, else it runs as an
+    /// ordinary input under its turn id.
+    pub fn into_steer_entry(self) -> NewInboxEntry {
+        NewInboxEntry {
+            payload: InboxPayload::Steer(self.input.clone()),
+            ..self.into_entry()
+        }
+    }
 }
 
 fn invalid(message: String) -> EngineError {

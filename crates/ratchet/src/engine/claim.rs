@@ -104,7 +104,7 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
                     }
                     return Err(not_claimed(cx, input_id, start.enqueued, start.next_live));
                 };
-                let InboxPayload::Input(input) = claim.input.payload.clone() else {
+                let Some(input) = claim.input.payload.input().cloned() else {
                     return Err(StepError::Terminal {
                         code: ErrorCode::InputNotPending,
                         message: format!("inbox entry '{input_id}' is a command, not an input"),

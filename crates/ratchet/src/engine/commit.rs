@@ -6,10 +6,11 @@
 
 use super::TurnCx;
 use super::claim::ClaimRecord;
+use super::effect_loop::Effects;
 use super::finalize::FinalizeRecord;
 use super::finalize::stopped_events;
 use crate::journal::{JournalError, StepError, StepName};
-use crate::model::{Message, StopReason, TurnId, TurnOutcome, Usage};
+use crate::model::{StopReason, TurnId, TurnOutcome, Usage};
 use crate::store::{CommitReceipt, CommitRequest, StoreError, rules};
 
 /// Runs the commit step.
@@ -17,18 +18,25 @@ pub async fn run(
     cx: &TurnCx<'_>,
     claim: &ClaimRecord,
     fin: &FinalizeRecord,
-    messages: &[Message],
-    usage: Usage,
+    effects: &Effects,
 ) -> Result<CommitReceipt, JournalError> {
+    // The steers the turn took complete with its input: their messages are
+    // among the turn's.
+    let completed_entries = claim
+        .claimed_ids
+        .iter()
+        .chain(&effects.steered)
+        .cloned()
+        .collect();
     let request = CommitRequest {
         session_id: cx.session.clone(),
         turn_id: cx.turn.to_string(),
         lease: claim.lease.clone(),
         base_version: claim.base_version,
-        messages: messages.to_vec(),
+        messages: effects.messages.clone(),
         outcome: fin.outcome.clone(),
-        usage,
-        completed_entries: claim.claimed_ids.clone(),
+        usage: effects.usage,
+        completed_entries,
         events: fin.events.clone(),
         settings: claim.settings_changed.then(|| claim.settings.clone()),
         keep_lease: fin.keep_lease,

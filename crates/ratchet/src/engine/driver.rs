@@ -137,6 +137,7 @@ async fn run_phases(
             usage: Usage::default(),
             outcome: TurnOutcome::stopped(*reason, message.clone()),
             events: Vec::new(),
+            steered: Vec::new(),
         },
     };
     let may_switch = cx.frame < rt.config.max_frames;
@@ -159,7 +160,7 @@ async fn run_phases(
     let fin = fin.ok_or(JournalError::Cancelled)?;
     let mut receipt = None;
     for _ in 0..2 {
-        match commit::run(cx, claim, &fin, &effects.messages, effects.usage)
+        match commit::run(cx, claim, &fin, &effects)
             .instrument(tracing::debug_span!("commit"))
             .await
         {

@@ -4,54 +4,26 @@
 //! failing (`ProviderError`), a tool fails fatally (`ToolFailure`) or ends
 //! the turn (`ToolValue` / `ToolError`), or the turn is cancelled.
 //!
-//! Every effect is a step: `model:{i}` records the assistant message, usage
+//! Every effect is a step: `model:{i}` (`model_step.rs`) records the assistant message, usage
 //! and finish reason; `tool:{i}:{call_id}` records the tool's result. The
 //! lease is renewed and the cancel signal read inside each step, so both
-//! answers are part of the record.
+//! answers are part of the record, and so are the steering messages a model
+//! step takes (`steer.rs`).
 
-use super::answer::{answer, ends_turn, unique_call_ids};
+use super::answer::{answer, ends_turn};
 use super::approval;
 use super::claim::ClaimRecord;
-use super::context::assemble;
+use super::model_step::{self, ModelRecord};
 use super::pending;
 use super::prepare::PrepareRecord;
+use super::steer::Steered;
 use super::{TurnCx, input_hash, runtime_failure, step_err};
 use crate::journal::{JournalError, StepName};
-use crate::llm::{FinishReason, ModelDirective, ModelRequest};
 use crate::model::{EventKind, Message, Part, Role, StopReason, TurnOutcome, Usage};
 use crate::tools::{StoreNotes, ToolContext, ToolOutput};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What a `model:{i}` step records.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum ModelRecord {
-    /// The model answered.
-    Response {
-        /// The assistant message (deterministic id).
-        message: Message,
-        /// Tokens used.
-        usage: Usage,
-        /// Why it stopped.
-        finish_reason: FinishReason,
-        /// An instruction to the runtime.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        directive: Option<ModelDirective>,
-        /// Calls made, retries included.
-        attempts: u32,
-    },
-    /// The provider kept failing.
-    Failed {
-        /// The last error.
-        message: String,
-        /// Calls made.
-        attempts: u32,
-    },
-    /// The turn was cancelled before the call.
-    Cancelled,
-}
 
 /// What a `tool:{i}:{call_id}` step records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -77,8 +49,10 @@ pub struct Effects {
     pub usage: Usage,
     /// How the turn ends.
     pub outcome: TurnOutcome,
-    /// Tool events, in order.
+    /// Tool and steering events, in order.
     pub events: Vec<EventKind>,
+    /// Inbox ids of the steers the turn took; its commit completes them.
+    pub steered: Vec<String>,
 }
 
 /// What approval leaves of a tool call.
@@ -98,6 +72,9 @@ struct Loop<'c, 'a> {
     messages: Vec<Message>,
     usage: Usage,
     events: Vec<EventKind>,
+    steered: Vec<String>,
+    /// FIFO position of the last steer taken.
+    steer_seq: u64,
 }
 
 /// Runs the effect loop.
@@ -116,6 +93,8 @@ pub async fn run(
             .collect(),
         usage: Usage::default(),
         events: Vec::new(),
+        steered: Vec::new(),
+        steer_seq: 0,
     };
     let outcome = lp.drive().await?;
     Ok(Effects {
@@ -123,6 +102,7 @@ pub async fn run(
         usage: lp.usage,
         outcome,
         events: lp.events,
+        steered: lp.steered,
     })
 }
 
@@ -163,9 +143,11 @@ impl Loop<'_, '_> {
                     usage,
                     directive,
                     finish_reason,
+                    steered,
                     ..
                 } => {
                     self.usage.add(&usage);
+                    self.took(i, steered);
                     (message, directive, finish_reason)
                 }
             };
@@ -305,6 +287,19 @@ impl Loop<'_, '_> {
         outcome
     }
 
+    /// Adds the steers a model call took, before its answer.
+    fn took(&mut self, iteration: u32, steered: Vec<Steered>) {
+        for s in steered {
+            self.steer_seq = self.steer_seq.max(s.seq);
+            self.events.push(EventKind::Steered {
+                input_id: s.input_id.clone(),
+                iteration,
+            });
+            self.steered.push(s.input_id);
+            self.messages.push(s.message);
+        }
+    }
+
     fn push_result(&mut self, call_id: &str, content: &str, is_error: bool) {
         let id = self.next_message_id();
         self.messages.push(Message {
@@ -319,105 +314,14 @@ impl Loop<'_, '_> {
     }
 
     async fn model_step(&self, i: u32) -> Result<ModelRecord, JournalError> {
-        let cx = self.cx;
-        let rt = cx.rt;
-        let tool_names = rt.tools.names();
-        let hash = input_hash(&(
-            "model",
-            self.claim.base_version,
-            i,
-            &self.messages,
-            &tool_names,
-        ))?;
-        let message_id = self.next_message_id();
-        let turn_messages = self.messages.clone();
-        let (claim, prep) = (self.claim, self.prep);
-        cx.step(StepName::Model(i), &hash, async move {
-            cx.keep_lease(&claim.lease).await?;
-            if cx.cancel.is_cancelled() {
-                return Ok(ModelRecord::Cancelled);
-            }
-            let limit = claim
-                .settings
-                .context_limit
-                .unwrap_or(rt.config.max_context_messages) as usize;
-            let history = rt
-                .store
-                .recent_messages(cx.session, claim.base_version, limit)
-                .await
-                .map_err(step_err)?;
-            let kept: Vec<Message> = history
-                .into_iter()
-                .skip(prep.context_start)
-                .map(|m| m.message)
-                .collect();
-            let mut messages = assemble(&prep.system_prompt, &kept, &turn_messages);
-            for p in rt.plugins.iter() {
-                p.transform_context(&cx.turn_info(&claim.settings), &mut messages);
-            }
-            let request = ModelRequest {
-                messages,
-                tools: rt.tools.specs(),
-                iteration: i,
-            };
-            let policy = &rt.config.provider_retry;
-            let mut backoff = policy.initial_backoff_ms;
-            let mut attempts = 0;
-            let effect_key = format!("model:{}:{i}", cx.turn);
-            loop {
-                attempts += 1;
-                if rt.config.effect_ledger {
-                    rt.store
-                        .count_effect(cx.session, &effect_key)
-                        .await
-                        .map_err(step_err)?;
-                }
-                let timeout = Duration::from_millis(rt.config.model_timeout_ms);
-                let called = match tokio::time::timeout(timeout, rt.model.complete(&request)).await
-                {
-                    Ok(result) => result,
-                    Err(_) => Err(crate::llm::ProviderError {
-                        message: format!(
-                            "model call timed out after {} ms",
-                            rt.config.model_timeout_ms
-                        ),
-                        retryable: true,
-                    }),
-                };
-                match called {
-                    Ok(resp) => {
-                        let mut usage = resp.usage;
-                        usage.model_calls = 1;
-                        return Ok(ModelRecord::Response {
-                            message: Message {
-                                id: message_id,
-                                role: Role::Assistant,
-                                parts: unique_call_ids(resp.parts, i),
-                            },
-                            usage,
-                            finish_reason: resp.finish_reason,
-                            directive: resp.directive,
-                            attempts,
-                        });
-                    }
-                    Err(e) if e.retryable && attempts < policy.attempts.max(1) => {
-                        tracing::warn!(attempts, error = %e, "model call failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(backoff)).await;
-                        backoff = (backoff * 2).min(policy.max_backoff_ms);
-                        if cx.cancel.is_cancelled() {
-                            return Ok(ModelRecord::Cancelled);
-                        }
-                    }
-                    Err(e) => {
-                        return Ok(ModelRecord::Failed {
-                            message: e.message,
-                            attempts,
-                        });
-                    }
-                }
-            }
-        })
-        .await
+        let call = model_step::ModelCall {
+            claim: self.claim,
+            prep: self.prep,
+            iteration: i,
+            messages: &self.messages,
+            steer_seq: self.steer_seq,
+        };
+        model_step::run(self.cx, call).await
     }
 
     async fn tool_step(

@@ -81,6 +81,20 @@ impl InlineRunner {
         Ok(self.rt.store.enqueue(session, entry).await?)
     }
 
+    /// Adds a user message to the session's running turn, in this process
+    /// or another on the same store: its next model call takes it. With no
+    /// turn running (or none that calls the model again) it stays queued
+    /// and runs as an ordinary input, in its FIFO place. The same checks as
+    /// [`Self::submit`].
+    pub async fn steer(
+        &self,
+        session: &SessionId,
+        input: TurnInput,
+    ) -> Result<Enqueued, EngineError> {
+        let entry = self.admit(input)?.into_steer_entry();
+        Ok(self.rt.store.enqueue(session, entry).await?)
+    }
+
     /// Queues a session command; it applies when the next input is
     /// claimed. Idempotent by `command_id` (a fresh id when absent).
     pub async fn configure(

@@ -19,9 +19,11 @@ pub mod driver;
 pub mod effect_loop;
 pub mod finalize;
 pub mod inline;
+mod model_step;
 pub mod pending;
 pub mod prepare;
 pub mod service;
+pub mod steer;
 pub mod view;
 mod wait;
 

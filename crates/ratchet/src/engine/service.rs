@@ -8,7 +8,7 @@
 use super::{CancelToken, Deferred, EngineError, RunMode, Runtime, TurnRequest, TurnResult};
 use crate::journal::Journal;
 use crate::model::{SessionId, TurnId, TurnInput};
-use crate::store::{CommitReceipt, InboxEntry, InboxPayload, SessionStore, StoreError, rules};
+use crate::store::{CommitReceipt, InboxEntry, SessionStore, StoreError, rules};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -84,10 +84,7 @@ fn turn_id_of(e: &InboxEntry) -> String {
     if let Some(t) = &e.turn_id {
         return t.clone();
     }
-    let trace = match &e.payload {
-        InboxPayload::Input(i) => i.trace_turn_id.as_deref(),
-        InboxPayload::Command(_) => None,
-    };
+    let trace = e.payload.input().and_then(|i| i.trace_turn_id.as_deref());
     TurnRequest::turn_id_for(&e.id, trace)
         .map(|t| t.to_string())
         .unwrap_or_else(|_| {

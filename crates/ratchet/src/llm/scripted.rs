@@ -7,7 +7,7 @@
 //!
 //! * `"turns": [[entry, ...], ...]` — **recommended.** The outer index is the
 //!   number of `user` messages in the request minus one (which turn of the
-//!   session this is), the inner index is `request.iteration`. The answer is a
+//!   session this is; a steering message counts too), the inner index is `request.iteration`. The answer is a
 //!   pure function of the request, so it is the same after a crash and restart
 //!   or under replay.
 //! * `"every_turn": [entry, ...]` — the same entries, by `request.iteration`,

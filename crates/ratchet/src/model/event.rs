@@ -84,6 +84,14 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         expired: bool,
     },
+    /// A steering message joined the running turn: the model saw it at
+    /// this model call, after the tool results before it.
+    Steered {
+        /// The steer's input id.
+        input_id: String,
+        /// The model call (from 0) whose input it became part of.
+        iteration: u32,
+    },
     /// A session command was applied.
     CommandApplied {
         /// The command, as JSON.

@@ -49,6 +49,7 @@ impl Service for NamedSession {
             dispatch!(ctx, session,
                 "turn" => turn(input),
                 "submit" => submit(input),
+                "steer" => steer(input),
                 "drain" => drain(input),
                 "configure" => configure(input),
                 "cancel" => cancel(input),
@@ -80,6 +81,7 @@ pub fn definition(session: Session) -> ServiceDefinition {
             "complete_tool",
             "configure",
             "drain",
+            "steer",
             "submit",
             "turn",
             "view"

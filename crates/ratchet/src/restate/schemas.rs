@@ -143,6 +143,8 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("Session.turn.response.json", schema::<TurnResult>()),
         ("Session.submit.request.json", schema::<TurnBody>()),
         ("Session.submit.response.json", schema::<SubmitReply>()),
+        ("Session.steer.request.json", schema::<TurnBody>()),
+        ("Session.steer.response.json", schema::<SubmitReply>()),
         (
             "Session.drain.response.json",
             schema::<Option<TurnResult>>(),

@@ -303,32 +303,24 @@ impl Session {
     #[handler]
     pub(super) async fn submit(
         &self,
-        mut ctx: SharedObjectContext<'_>,
+        ctx: SharedObjectContext<'_>,
         body: Request<TurnBody>,
     ) -> Result<Reply<SubmitReply>, HandlerError> {
-        let derived = format!("in-{}", ctx.rand_uuid());
-        let (sid, admitted) = self.admit_at(ctx.key(), body.into_inner()?.input, derived)?;
-        let store = self.rt.store.clone();
-        let reply = ctx
-            .run(|| async move {
-                let entry = admitted.into_entry();
-                let enqueued = store.enqueue(&sid, entry).await.map_err(store_err)?;
-                Ok(Json(SubmitReply {
-                    input_id: enqueued.entry.id,
-                    duplicate: enqueued.duplicate,
-                    position: enqueued.entry.seq,
-                }))
-            })
-            .name("enqueue")
-            .await?
-            .into_inner();
-        // Two drains: the second is a backstop, queued behind the first on
-        // this key. Killing an invocation kills what it sent, so a killed
-        // drain's own successor never comes; this one, sent by `submit`,
-        // still does, and settles the killed drain's input.
-        self.send_drain(&ctx, ctx.key());
-        self.send_drain(&ctx, ctx.key());
-        Ok(Reply(reply))
+        self.enqueue_input(ctx, body, false).await
+    }
+
+    /// Adds a user message to the running turn: its next model call takes
+    /// it, after the tool results before that call, and the model sees it
+    /// (a `steered` event records which call). With no turn running, or
+    /// none that calls the model again, it runs as an ordinary input in its
+    /// FIFO place. The same input body and checks as `submit`.
+    #[handler]
+    pub(super) async fn steer(
+        &self,
+        ctx: SharedObjectContext<'_>,
+        body: Request<TurnBody>,
+    ) -> Result<Reply<SubmitReply>, HandlerError> {
+        self.enqueue_input(ctx, body, true).await
     }
 
     /// Runs the earliest live input as a turn, then sends the next `drain`
@@ -460,5 +452,43 @@ impl Session {
             .await
             .map_err(store_err)?;
         Ok(Reply(view))
+    }
+}
+
+impl Session {
+    /// `submit` and `steer`: admit, enqueue (step `enqueue`), send drains.
+    async fn enqueue_input(
+        &self,
+        mut ctx: SharedObjectContext<'_>,
+        body: Request<TurnBody>,
+        steer: bool,
+    ) -> Result<Reply<SubmitReply>, HandlerError> {
+        let derived = format!("in-{}", ctx.rand_uuid());
+        let (sid, admitted) = self.admit_at(ctx.key(), body.into_inner()?.input, derived)?;
+        let store = self.rt.store.clone();
+        let reply = ctx
+            .run(|| async move {
+                let entry = if steer {
+                    admitted.into_steer_entry()
+                } else {
+                    admitted.into_entry()
+                };
+                let enqueued = store.enqueue(&sid, entry).await.map_err(store_err)?;
+                Ok(Json(SubmitReply {
+                    input_id: enqueued.entry.id,
+                    duplicate: enqueued.duplicate,
+                    position: enqueued.entry.seq,
+                }))
+            })
+            .name("enqueue")
+            .await?
+            .into_inner();
+        // Two drains: the second is a backstop, queued behind the first on
+        // this key. Killing an invocation kills what it sent, so a killed
+        // drain's own successor never comes; this one, sent by `submit`,
+        // still does, and settles the killed drain's input.
+        self.send_drain(&ctx, ctx.key());
+        self.send_drain(&ctx, ctx.key());
+        Ok(Reply(reply))
     }
 }

@@ -5,7 +5,7 @@ use crate::model::{SessionCommand, TurnInput};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Request of `turn` and `submit`.
+/// Request of `turn`, `submit` and `steer`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TurnBody {
@@ -13,7 +13,7 @@ pub struct TurnBody {
     pub input: TurnInput,
 }
 
-/// Reply of `submit`.
+/// Reply of `submit` and `steer`.
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct SubmitReply {
     /// The input id (given, or derived from the invocation).

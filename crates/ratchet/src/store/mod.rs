@@ -140,6 +140,18 @@ pub trait InboxStore: Send + Sync {
     /// The first `limit` entries of [`InboxStore::inbox`] and how many
     /// there are, at a cost that does not grow with the backlog's payloads.
     async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage>;
+
+    /// The first `limit` pending steering messages after FIFO position
+    /// `after_seq`, oldest first, read through an index of pending steers
+    /// (no scan of the backlog). A running turn reads them at each model
+    /// call; they stay pending until its commit completes them. An unknown
+    /// session has none.
+    async fn pending_steers(
+        &self,
+        session: &SessionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<InboxEntry>>;
 }
 
 /// The final commit of a turn, in one transaction.

@@ -3,8 +3,8 @@
 //! lease. Backends do the IO; the decisions are made here, once.
 
 use super::{
-    ClaimTarget, CommitRequest, Enqueued, InboxEntry, InboxPayload, InboxState, Lease,
-    NewInboxEntry, StoreError, StoreResult,
+    ClaimTarget, CommitRequest, Enqueued, InboxEntry, InboxState, Lease, NewInboxEntry, StoreError,
+    StoreResult,
 };
 use crate::clock::{self, SharedClock};
 use crate::fault::FaultSwitch;
@@ -269,7 +269,7 @@ pub fn next_live_input(live: &[InboxEntry]) -> Option<InboxEntry> {
 }
 
 fn is_input(e: &InboxEntry) -> bool {
-    matches!(e.payload, InboxPayload::Input(_))
+    e.payload.input().is_some()
 }
 
 /// What an enqueue does, given the entry already stored under the same id

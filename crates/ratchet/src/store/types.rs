@@ -114,6 +114,25 @@ pub enum InboxPayload {
     Input(TurnInput),
     /// A session command.
     Command(SessionCommand),
+    /// A steering message: the running turn takes it at its next model
+    /// call; with none running (or none that calls the model again) it runs
+    /// as an ordinary input.
+    Steer(TurnInput),
+}
+
+impl InboxPayload {
+    /// The input an entry carries (an input or a steer), `None` for a command.
+    pub fn input(&self) -> Option<&TurnInput> {
+        match self {
+            InboxPayload::Input(i) | InboxPayload::Steer(i) => Some(i),
+            InboxPayload::Command(_) => None,
+        }
+    }
+
+    /// Whether the entry is a steering message.
+    pub fn is_steer(&self) -> bool {
+        matches!(self, InboxPayload::Steer(_))
+    }
 }
 
 /// An entry to enqueue.

@@ -188,6 +188,28 @@ impl InboxStore for MemoryStore {
         self.with_session(session, |s| Ok(s.page(limit)))
     }
 
+    async fn pending_steers(
+        &self,
+        session: &SessionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<InboxEntry>> {
+        let steers = self.with_session(session, |s| {
+            Ok(s.inbox
+                .iter()
+                .filter(|e| {
+                    e.state == InboxState::Pending && e.payload.is_steer() && e.seq > after_seq
+                })
+                .take(limit)
+                .cloned()
+                .collect())
+        });
+        match steers {
+            Err(StoreError::UnknownSession(_)) => Ok(Vec::new()),
+            other => other,
+        }
+    }
+
     async fn enqueue(&self, session: &SessionId, entry: NewInboxEntry) -> StoreResult<Enqueued> {
         rules::check_id("inbox entry id", &entry.id)?;
         rules::encode_limited(

@@ -291,6 +291,16 @@ impl InboxStore for PostgresStore {
         ops::inbox_page(&c, session, limit).await
     }
 
+    async fn pending_steers(
+        &self,
+        session: &SessionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<InboxEntry>> {
+        let c = self.client().await?;
+        ops::pending_steers(&c, session, after_seq, limit).await
+    }
+
     async fn enqueue(&self, session: &SessionId, entry: NewInboxEntry) -> StoreResult<Enqueued> {
         rules::check_id("inbox entry id", &entry.id)?;
         let payload = rules::encode_limited(

@@ -174,8 +174,9 @@ pub async fn enqueue<C: GenericClient>(
     }
     let row = c
         .query_one(
-            "INSERT INTO inbox (session_id, seq, id, payload, state, turn_id)
-             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5 FROM inbox WHERE session_id = $1
+            "INSERT INTO inbox (session_id, seq, id, payload, state, turn_id, steer)
+             SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3, $4, $5, $6 FROM inbox
+             WHERE session_id = $1
              RETURNING seq",
             &[
                 &session.as_str(),
@@ -183,6 +184,7 @@ pub async fn enqueue<C: GenericClient>(
                 &payload,
                 &state_str(InboxState::Pending),
                 &entry.turn_id,
+                &entry.payload.is_steer(),
             ],
         )
         .await
@@ -410,6 +412,27 @@ pub async fn committed_turn<C: GenericClient>(
         .map(|r| stored_message(r).map(|m| m.message))
         .collect::<StoreResult<Vec<_>>>()?;
     Ok(Some(CommittedTurn { record, messages }))
+}
+
+/// Pending steers after `after_seq`, FIFO (index `inbox_steer`).
+pub async fn pending_steers<C: GenericClient>(
+    c: &C,
+    session: &SessionId,
+    after_seq: u64,
+    limit: usize,
+) -> StoreResult<Vec<InboxEntry>> {
+    let rows = c
+        .query(
+            &format!(
+                "SELECT {INBOX_COLUMNS} FROM inbox
+                 WHERE session_id = $1 AND steer AND state = 'pending' AND seq > $2
+                 ORDER BY seq LIMIT $3"
+            ),
+            &[&session.as_str(), &int(after_seq), &int(limit as u64)],
+        )
+        .await
+        .map_err(map_err)?;
+    rows.iter().map(inbox_entry).collect()
 }
 
 /// The first `limit` live entries and how many there are.

@@ -45,9 +45,16 @@ impl SqliteStore {
         .map_err(map_err)?;
         exec(
             tx,
-            "INSERT INTO inbox (session_id, seq, id, payload, state, turn_id)
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5)",
-            params![session.as_str(), seq, entry.id, payload, entry.turn_id],
+            "INSERT INTO inbox (session_id, seq, id, payload, state, turn_id, steer)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6)",
+            params![
+                session.as_str(),
+                seq,
+                entry.id,
+                payload,
+                entry.turn_id,
+                entry.payload.is_steer()
+            ],
         )
         .map_err(map_err)?;
         Ok(Enqueued {

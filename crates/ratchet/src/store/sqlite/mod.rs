@@ -224,6 +224,15 @@ impl InboxStore for SqliteStore {
         self.read(|c| Self::inbox_page_in(c, session, limit))
     }
 
+    async fn pending_steers(
+        &self,
+        session: &SessionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<InboxEntry>> {
+        self.read(|c| Self::pending_steers_in(c, session, after_seq, limit))
+    }
+
     async fn enqueue(&self, session: &SessionId, entry: NewInboxEntry) -> StoreResult<Enqueued> {
         rules::check_id("inbox entry id", &entry.id)?;
         let payload = rules::encode_limited(

@@ -82,6 +82,27 @@ impl SqliteStore {
         )
     }
 
+    /// Pending steers after `after_seq`, FIFO (index `inbox_steer`).
+    pub(super) fn pending_steers_in(
+        conn: &Connection,
+        session: &SessionId,
+        after_seq: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<InboxEntry>> {
+        collect(
+            conn,
+            "SELECT id, seq, payload, state, claim_fence, turn_id FROM inbox
+             WHERE session_id = ?1 AND steer = 1 AND state = 'pending' AND seq > ?2
+             ORDER BY seq LIMIT ?3",
+            params![
+                session.as_str(),
+                super::clamp(after_seq),
+                super::clamp(limit as u64)
+            ],
+            inbox_entry,
+        )
+    }
+
     /// The entry stored under `id`, in any state.
     pub(super) fn entry_by_id(
         conn: &Connection,
