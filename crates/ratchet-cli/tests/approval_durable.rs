@@ -3,7 +3,8 @@
 //! no compute; the service and restate-server can die meanwhile; a decision
 //! through the `approve` handler (here by `ratchet approve --ingress`), or
 //! Restate's own awakeable API, resumes it; the tool runs exactly once, or
-//! never when rejected or expired.
+//! never when rejected or expired. A turn killed while it waits is settled,
+//! and its wait expires with it.
 
 mod support;
 
@@ -271,4 +272,43 @@ async fn rejection_through_restates_awakeable_api_and_expiry_never_run_the_tool(
     assert_eq!(status, 409, "a late approval is refused: {body}");
     rig.assert_settled("r").await;
     rig.assert_settled("x").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_killed_while_it_waits_is_settled_and_its_wait_expires() {
+    let _guard = e2e_lock().await;
+    let (rig, _env) = start("60000").await;
+    let killed = rig
+        .server
+        .send("k", "turn", &turn_body("What is 6*7?", "in-1"))
+        .await
+        .unwrap();
+    rig.pending_wait("k", "call_0").await;
+    rig.await_status(&killed, "suspended").await;
+    rig.server.kill_invocation(&killed).await.unwrap();
+
+    // The next invocation of the session (here a drain) settles the killed
+    // turn, expiring its wait.
+    let (status, next) = rig.server.call("k", "drain", &json!(null)).await.unwrap();
+    assert_eq!((status, &next), (200, &json!(null)), "{next}");
+    let outcomes = rig.outcomes("k").await;
+    assert_eq!(outcomes[0].2, "incomplete", "{outcomes:?}");
+    let (status, body) = rig
+        .server
+        .call(
+            "k",
+            "approve",
+            &json!({"call_id": "call_0", "decision": "approve"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 409, "a decision for a settled turn: {body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("wait_settled"),
+        "{body}"
+    );
+    assert_eq!(tool_runs(&rig, "k").await, 0, "the killed call never ran");
 }

@@ -110,7 +110,7 @@ impl Tool for Charge {
                 &ctx.idempotency_key,
                 json!({"amount_cents": amount}),
             )
-            .map_err(|e| ToolError::Failed(format!("payment API unreachable: {e}")))?;
+            .map_err(|e| ToolError::Retryable(format!("payment API unreachable: {e}")))?;
         Ok(ToolOutput::text(if fresh {
             format!("charged {amount} cents")
         } else {
@@ -140,7 +140,7 @@ impl Tool for Receipt {
         let to = args["to"].as_str().unwrap_or_default().to_string();
         self.0
             .apply("receipt", &ctx.idempotency_key, json!({"to": to}))
-            .map_err(|e| ToolError::Failed(format!("mail API unreachable: {e}")))?;
+            .map_err(|e| ToolError::Retryable(format!("mail API unreachable: {e}")))?;
         Ok(ToolOutput::text(format!("receipt sent to {to}")))
     }
 }
@@ -240,7 +240,7 @@ impl Tool for Payout {
                 &ctx.idempotency_key,
                 json!({"amount_cents": amount}),
             )
-            .map_err(|e| ToolError::Failed(format!("bank API unreachable: {e}")))?;
+            .map_err(|e| ToolError::Retryable(format!("bank API unreachable: {e}")))?;
         Ok(ToolOutput::pending(
             format!("payout of {amount} cents sent to the bank"),
             PAYOUT_CONFIRMATION,

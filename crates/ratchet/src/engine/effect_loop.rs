@@ -17,28 +17,10 @@ use super::model_step::{self, ModelRecord};
 use super::pending;
 use super::prepare::PrepareRecord;
 use super::steer::Steered;
-use super::{TurnCx, input_hash, runtime_failure, step_err};
-use crate::journal::{JournalError, StepName};
+use super::tool_step::{self, ToolRecord};
+use super::{TurnCx, runtime_failure};
+use crate::journal::JournalError;
 use crate::model::{EventKind, Message, Part, Role, StopReason, TurnOutcome, Usage};
-use crate::tools::{StoreNotes, ToolContext, ToolOutput};
-use serde::{Deserialize, Serialize};
-use std::sync::Arc;
-use std::time::Duration;
-
-/// What a `tool:{i}:{call_id}` step records.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum ToolRecord {
-    /// The tool answered (possibly with an error result).
-    Output(ToolOutput),
-    /// The tool failed fatally.
-    Fatal {
-        /// Why.
-        message: String,
-    },
-    /// The turn was cancelled before the call.
-    Cancelled,
-}
 
 /// What the effect loop hands to finalize.
 #[derive(Clone, Debug, PartialEq)]
@@ -183,6 +165,14 @@ impl Loop<'_, '_> {
                     ToolRecord::Cancelled => {
                         self.push_result(id, "not run: the turn was cancelled", true);
                         Some(cancelled())
+                    }
+                    ToolRecord::Unknown => {
+                        self.events.push(EventKind::ToolOutcomeUnknown {
+                            tool_call_id: id.clone(),
+                            name: name.clone(),
+                        });
+                        self.push_result(id, tool_step::OUTCOME_UNKNOWN, true);
+                        None
                     }
                     ToolRecord::Fatal { message } => {
                         self.push_result(id, &format!("tool failed: {message}"), true);
@@ -331,65 +321,13 @@ impl Loop<'_, '_> {
         name: &str,
         args: &serde_json::Value,
     ) -> Result<ToolRecord, JournalError> {
-        let cx = self.cx;
-        let rt = cx.rt;
-        let claim = self.claim;
-        let hash = input_hash(&("tool", name, args))?;
-        let step = StepName::Tool {
+        let call = tool_step::ToolCall {
+            claim: self.claim,
             iteration: i,
-            call: call_id.to_string(),
+            call_id,
+            name,
+            args,
         };
-        cx.step(step, &hash, async move {
-            cx.keep_lease(&claim.lease).await?;
-            if cx.cancel.is_cancelled() {
-                return Ok(ToolRecord::Cancelled);
-            }
-            let ctx = ToolContext {
-                session_id: cx.session.clone(),
-                turn_id: cx.turn.to_string(),
-                tool_call_id: call_id.to_string(),
-                idempotency_key: format!("{}:{}:{call_id}", cx.session, cx.turn),
-                notes: Arc::new(StoreNotes::new(rt.store.clone(), cx.session.clone())),
-                clock: rt.clock.clone(),
-            };
-            let timeout_ms = rt.tools.timeout_ms(name, rt.config.tool_timeout_ms);
-            let policy = &rt.config.tool_retry;
-            let attempts = if rt.tools.retry_safe(name) {
-                policy.attempts.max(1)
-            } else {
-                1
-            };
-            let mut backoff = policy.initial_backoff_ms;
-            for attempt in 1..=attempts {
-                if rt.config.effect_ledger {
-                    rt.store
-                        .count_effect(cx.session, &format!("tool:{}:{call_id}", cx.turn))
-                        .await
-                        .map_err(step_err)?;
-                }
-                let call = rt.tools.invoke(&ctx, name, args.clone());
-                match tokio::time::timeout(Duration::from_millis(timeout_ms), call).await {
-                    Ok(Ok(out)) => return Ok(ToolRecord::Output(out)),
-                    Ok(Err(e)) => {
-                        return Ok(ToolRecord::Fatal {
-                            message: e.to_string(),
-                        });
-                    }
-                    Err(_) if attempt < attempts => {
-                        tracing::warn!(attempt, tool = name, "tool call timed out; retrying");
-                        tokio::time::sleep(Duration::from_millis(backoff)).await;
-                        backoff = (backoff * 2).min(policy.max_backoff_ms);
-                        if cx.cancel.is_cancelled() {
-                            return Ok(ToolRecord::Cancelled);
-                        }
-                    }
-                    Err(_) => break,
-                }
-            }
-            Ok(ToolRecord::Fatal {
-                message: format!("timed out after {attempts} attempt(s) of {timeout_ms} ms"),
-            })
-        })
-        .await
+        tool_step::run(self.cx, call).await
     }
 }

@@ -98,6 +98,9 @@ pub async fn run(
                     hook_output.insert(p.name().to_string(), v);
                 }
             }
+            if matches!(outcome, TurnOutcome::Stopped(_)) {
+                super::wait::expire_left(cx).await?;
+            }
             Ok(FinalizeRecord {
                 keep_lease: matches!(outcome, TurnOutcome::AgentFrameSwitch { .. }),
                 outcome,

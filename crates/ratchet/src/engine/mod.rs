@@ -24,6 +24,7 @@ pub mod pending;
 pub mod prepare;
 pub mod service;
 pub mod steer;
+mod tool_step;
 pub mod view;
 mod wait;
 
@@ -176,8 +177,16 @@ impl EngineConfig {
     pub fn step_budget_ms(&self, tools: &ToolRegistry) -> u64 {
         let model = self.provider_retry.worst_case_ms(self.model_timeout_ms);
         let tool = tools
-            .longest_timeout_ms(self.tool_timeout_ms)
-            .map_or(0, |t| self.tool_retry.worst_case_ms(t));
+            .names()
+            .iter()
+            .map(|n| {
+                let timeout = tools.timeout_ms(n, self.tool_timeout_ms);
+                tools
+                    .retry_policy(n, &self.tool_retry)
+                    .worst_case_ms(timeout)
+            })
+            .max()
+            .unwrap_or(0);
         model.max(tool)
     }
 }

@@ -222,3 +222,20 @@ async fn park(cx: &TurnCx<'_>, claim: &ClaimRecord, wait: &Wait) -> StepError {
         ),
     }
 }
+
+/// Expires the waits a stopped turn leaves pending: the invocation that
+/// waited was killed (the turn is settled as an orphan), or the turn was
+/// cancelled or failed while waiting. A decision sent later is then 409
+/// `wait_settled`, not recorded for a turn that will never read it. Runs
+/// inside the finalize step; a Finished turn settled each of its waits.
+pub(super) async fn expire_left(cx: &TurnCx<'_>) -> Result<(), StepError> {
+    let store = &cx.rt.store;
+    let pending = store.waits(cx.session, true).await.map_err(step_err)?;
+    for w in pending.iter().filter(|w| w.turn_id == cx.turn.as_str()) {
+        store
+            .settle_wait(cx.session, &w.wait_id, None)
+            .await
+            .map_err(step_err)?;
+    }
+    Ok(())
+}

@@ -74,6 +74,15 @@ pub enum EventKind {
         /// The wait's id: on the durable tier, the Restate awakeable id.
         wait_id: String,
     },
+    /// A call of an `Unsafe` tool was in flight when the process running it
+    /// stopped; it was not run again, and the model was told its outcome is
+    /// unknown.
+    ToolOutcomeUnknown {
+        /// The call.
+        tool_call_id: String,
+        /// The tool.
+        name: String,
+    },
     /// A pending tool's result arrived, or its wait expired.
     ToolCompleted {
         /// The call.

@@ -161,6 +161,12 @@ pub enum ToolError {
     /// The tool cannot continue and neither can the turn (`ToolFailure`).
     #[error("{0}")]
     Fatal(String),
+    /// A transient failure that took no effect (a 503, a dropped
+    /// connection before the request was sent): the call is retried inside
+    /// the same step, with the same idempotency key, under the tool's retry
+    /// policy, whatever its class; out of attempts, the model is told.
+    #[error("{0}")]
+    Retryable(String),
 }
 
 /// A tool the model can call.
@@ -179,6 +185,12 @@ pub trait Tool: Send + Sync {
     /// (`EngineConfig::tool_timeout_ms`). The Restate handler timers are
     /// derived from the longest, so declare what the tool really needs.
     fn timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
+    /// How its retryable errors (and, unless `Unsafe`, its timeouts) are
+    /// retried inside the call's step; `None` for the engine's default
+    /// (`EngineConfig::tool_retry`). The handler timers cover it.
+    fn retry_policy(&self) -> Option<crate::engine::RetryPolicy> {
         None
     }
     /// Whether this call must wait for a person's approval before it runs

@@ -44,21 +44,29 @@ impl ToolRegistry {
             .map_or(default_ms, |d| d.as_millis() as u64)
     }
 
-    /// The longest timeout of any tool (`default_ms` for those declaring
-    /// none); `None` for an empty registry.
-    pub fn longest_timeout_ms(&self, default_ms: u64) -> Option<u64> {
-        self.tools
-            .keys()
-            .map(|n| self.timeout_ms(n, default_ms))
-            .max()
-    }
-
     /// Whether a call to `name` may be retried after a timeout: not for
     /// tools of class `Unsafe` (nor unknown ones).
     pub fn retry_safe(&self, name: &str) -> bool {
         self.tools
             .get(name)
             .is_some_and(|t| t.idempotency() != super::IdempotencyClass::Unsafe)
+    }
+
+    /// The idempotency class of `name` (`None` for an unknown tool).
+    pub fn class(&self, name: &str) -> Option<super::IdempotencyClass> {
+        self.tools.get(name).map(|t| t.idempotency())
+    }
+
+    /// The retry policy of a call to `name`: the tool's own, else `default`.
+    pub fn retry_policy(
+        &self,
+        name: &str,
+        default: &crate::engine::RetryPolicy,
+    ) -> crate::engine::RetryPolicy {
+        self.tools
+            .get(name)
+            .and_then(|t| t.retry_policy())
+            .unwrap_or_else(|| default.clone())
     }
 
     /// Tool names, sorted.
@@ -79,7 +87,8 @@ impl ToolRegistry {
     }
 
     /// Runs a call. Unknown tools, bad arguments and ordinary tool failures
-    /// come back as error results; only `ToolError::Fatal` is an `Err`.
+    /// come back as error results; only `ToolError::Fatal` and
+    /// `ToolError::Retryable` (for the step to retry) are an `Err`.
     pub async fn invoke(
         &self,
         ctx: &ToolContext,
@@ -99,7 +108,7 @@ impl ToolRegistry {
         }
         match tool.call(ctx, args).await {
             Ok(out) => Ok(out),
-            Err(ToolError::Fatal(m)) => Err(ToolError::Fatal(m)),
+            Err(e @ (ToolError::Fatal(_) | ToolError::Retryable(_))) => Err(e),
             Err(e) => Ok(ToolOutput::error(e.to_string())),
         }
     }
