@@ -5,11 +5,14 @@
 //! ```toml
 //! [[agent]]
 //! name = "support"                 # the object name; sessions are support/<key>
-//! model = "demo"                   # demo | scripted:FILE | openai:MODEL
+//! model = "demo"                   # demo | scripted:FILE | openai:MODEL | anthropic:MODEL
 //! system_prompt = "You help with arithmetic."
 //! tools = ["calculator", "notes"]  # built-in tools; all of them when absent
 //! max_iterations = 8
 //! context_window = 200
+//! [agent.model_options]            # openai: and anthropic: models (see models.rs)
+//! temperature = 0.2
+//! max_tokens = 1024
 //! ```
 
 use crate::StoreArgs;
@@ -44,6 +47,8 @@ struct AgentSpec {
     context_window: Option<u32>,
     /// Tools whose calls wait for approval (replaces `--approve-tools`).
     approve_tools: Option<Vec<String>>,
+    /// Options of an `openai:` or `anthropic:` model.
+    model_options: Option<crate::models::ModelOptions>,
 }
 
 /// The agents to serve on `store`: the file's, or the flags' one.
@@ -90,9 +95,12 @@ fn agent_of(spec: AgentSpec, base: &Runtime) -> Result<Agent> {
     };
     let model = match &spec.model {
         None => base.model.clone(),
-        Some(m) => crate::setup::model_from_spec(m, &tools)
+        Some(m) => crate::models::model_from_spec(m, &tools, spec.model_options.as_ref())
             .with_context(|| format!("agent '{}'", spec.name))?,
     };
+    if spec.model.is_none() && spec.model_options.is_some() {
+        bail!("agent '{}': model_options needs a model", spec.name);
+    }
     let mut config = base.config.clone();
     if let Some(prompt) = spec.system_prompt {
         config.default_system_prompt = prompt;

@@ -5,6 +5,7 @@ mod agents;
 mod approve;
 mod chaos;
 mod inline;
+mod models;
 mod output;
 mod serve;
 mod setup;
@@ -58,7 +59,8 @@ struct StoreArgs {
     #[arg(long, global = true, env = "PGSSLROOTCERT")]
     pg_ssl_root_cert: Option<PathBuf>,
     /// Model: `demo` (offline rule-based stand-in), `scripted:FILE`, or
-    /// `openai:MODEL` (key from OPENAI_API_KEY, base URL from OPENAI_BASE_URL).
+    /// `openai:MODEL` (key from OPENAI_API_KEY, base URL from OPENAI_BASE_URL),
+    /// or `anthropic:MODEL` (ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL).
     #[arg(long, global = true, default_value = "demo", env = "RATCHET_MODEL")]
     model: String,
     /// Longest one model call may take; a call over it is a failed attempt,

@@ -4,14 +4,13 @@ use crate::StoreArgs;
 use anyhow::{Context, Result, bail};
 use ratchet::clock;
 use ratchet::engine::{EngineConfig, Runtime};
-use ratchet::llm::{DemoModel, ModelProvider, OpenAiClient, OpenAiConfig, ScriptedProvider};
 use ratchet::plugins::PluginSet;
 use ratchet::store::prelude::*;
 use ratchet::store::rules::StoreOptions;
 use ratchet::store::{
     MemoryStore, PostgresStore, SqliteStore, SqliteSync, SslMode, redact_postgres_url,
 };
-use ratchet::tools::{ToolRegistry, builtin_registry};
+use ratchet::tools::builtin_registry;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -108,38 +107,6 @@ fn sqlite_sync(spec: &str) -> Result<SqliteSync> {
     }
 }
 
-/// The model named by a `--model` spec; a script naming a tool the
-/// registry lacks is refused up front.
-pub fn model_from_spec(spec: &str, tools: &ToolRegistry) -> Result<Arc<dyn ModelProvider>> {
-    if spec == "demo" {
-        return Ok(Arc::new(DemoModel::new()));
-    }
-    if let Some(file) = spec.strip_prefix("scripted:") {
-        let script = ScriptedProvider::from_file(file)?;
-        let known = tools.names();
-        let unknown: Vec<String> = script
-            .tool_names()
-            .into_iter()
-            .filter(|n| !known.contains(n))
-            .collect();
-        if !unknown.is_empty() {
-            bail!(
-                "script {file} calls unknown tool(s): {} (available: {})",
-                unknown.join(", "),
-                known.join(", ")
-            );
-        }
-        return Ok(Arc::new(script));
-    }
-    if let Some(model) = spec.strip_prefix("openai:") {
-        let base = std::env::var("OPENAI_BASE_URL")
-            .unwrap_or_else(|_| OpenAiConfig::DEFAULT_BASE_URL.to_string());
-        let config = OpenAiConfig::new(base, model);
-        return Ok(Arc::new(OpenAiClient::new(config)?));
-    }
-    bail!("unknown model '{spec}': use demo, scripted:FILE or openai:MODEL")
-}
-
 /// The runtime for the inline tier.
 pub fn runtime(store: Arc<dyn SessionStore>, args: &StoreArgs) -> Result<Runtime> {
     let tools = builtin_registry();
@@ -164,7 +131,7 @@ pub fn runtime(store: Arc<dyn SessionStore>, args: &StoreArgs) -> Result<Runtime
     }
     Ok(Runtime {
         store,
-        model: model_from_spec(&args.model, &tools)?,
+        model: crate::models::model_from_spec(&args.model, &tools, None)?,
         tools,
         plugins: PluginSet::new(),
         clock: clock::system(),

@@ -1,15 +1,23 @@
 //! Model providers: the [`ModelProvider`] trait and its implementations —
 //! a scripted provider (deterministic, from a JSON file), the offline `demo`
-//! model, and an OpenAI-compatible Chat Completions client.
+//! model, an OpenAI-compatible Chat Completions client and an Anthropic
+//! Messages API client.
 
+#[cfg(feature = "anthropic")]
+mod anthropic;
 mod demo;
+mod http;
 #[cfg(feature = "openai")]
 mod openai;
 mod scripted;
+#[cfg(test)]
+mod test_server;
 
+#[cfg(feature = "anthropic")]
+pub use anthropic::{AnthropicClient, AnthropicConfig};
 pub use demo::DemoModel;
 #[cfg(feature = "openai")]
-pub use openai::{OpenAiClient, OpenAiConfig};
+pub use openai::{OpenAiClient, OpenAiConfig, OpenAiParams};
 pub use scripted::{
     Script, ScriptEntry, ScriptError, ScriptFailure, ScriptSwitchFrame, ScriptToolCall,
     ScriptUsage, ScriptedProvider,

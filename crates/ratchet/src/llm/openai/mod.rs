@@ -10,25 +10,55 @@
 
 mod wire;
 
+use super::http::{self, ModelHttp};
 use super::{ModelProvider, ModelRequest, ModelResponse, ProviderError};
 use async_trait::async_trait;
-use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+use reqwest::header::AUTHORIZATION;
 use std::fmt;
 use std::time::Duration;
 
-/// Where and how to reach an OpenAI-compatible server. Holds no secret:
-/// only the name of the environment variable with the key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where and how to reach an OpenAI-compatible server, and what to ask it.
+/// Holds no secret: only the name of the environment variable with the key.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct OpenAiConfig {
-    /// API root, e.g. `https://api.openai.com/v1`; `/chat/completions` is appended.
+    /// API root, e.g. `https://api.openai.com/v1`; `/chat/completions` is
+    /// appended. For Azure OpenAI, the resource root
+    /// (`https://NAME.openai.azure.com`) with [`Self::azure`].
     pub base_url: String,
-    /// Model name sent with each request, e.g. `gpt-4o-mini`.
+    /// Model name sent with each request, e.g. `gpt-4o-mini` (on Azure, the
+    /// deployment name).
     pub model: String,
     /// Environment variable holding the API key.
     pub api_key_env: String,
     /// Limit on one whole request, connect to last byte.
     pub timeout: Duration,
+    /// Azure OpenAI: the `api-version`. The URL is then
+    /// `{base}/openai/deployments/{model}/chat/completions?api-version=…`
+    /// and the key goes in an `api-key` header.
+    pub api_version: Option<String>,
+    /// Sampling parameters and options sent with every request.
+    pub params: OpenAiParams,
+    /// Extra headers sent with every request (an organization, a gateway's
+    /// routing header); values are treated as secrets.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Request options of the Chat Completions API; `None` leaves each to the
+/// server's default.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OpenAiParams {
+    /// `temperature`.
+    pub temperature: Option<f64>,
+    /// `max_tokens` (older servers and most compatible ones).
+    pub max_tokens: Option<u32>,
+    /// `max_completion_tokens` (OpenAI's newer models, reasoning ones).
+    pub max_completion_tokens: Option<u32>,
+    /// `tool_choice`: `"auto"`, `"none"`, `"required"` or a function choice.
+    pub tool_choice: Option<serde_json::Value>,
+    /// `parallel_tool_calls` (sent only with tools).
+    pub parallel_tool_calls: Option<bool>,
+    /// `response_format`, e.g. `{"type": "json_object"}`.
+    pub response_format: Option<serde_json::Value>,
 }
 
 impl OpenAiConfig {
@@ -46,6 +76,7 @@ impl OpenAiConfig {
             model: model.into(),
             api_key_env: Self::DEFAULT_API_KEY_ENV.into(),
             timeout: Self::DEFAULT_TIMEOUT,
+            ..Self::default()
         }
     }
 
@@ -60,26 +91,50 @@ impl OpenAiConfig {
         self.timeout = timeout;
         self
     }
-}
 
-/// The API key, as the header that sends it (marked sensitive).
-struct ApiKey {
-    header: HeaderValue,
+    /// Speaks Azure OpenAI's deployment URLs with this `api-version`.
+    pub fn azure(mut self, api_version: impl Into<String>) -> Self {
+        self.api_version = Some(api_version.into());
+        self
+    }
+
+    /// Sets the request options.
+    pub fn with_params(mut self, params: OpenAiParams) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// Adds a header sent with every request.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The URL a chat completion is posted to.
+    pub fn endpoint(&self) -> String {
+        let base = self.base_url.trim_end_matches('/');
+        match &self.api_version {
+            None => format!("{base}/chat/completions"),
+            Some(v) => format!(
+                "{base}/openai/deployments/{}/chat/completions?api-version={v}",
+                self.model
+            ),
+        }
+    }
 }
 
 /// A [`ModelProvider`] speaking the OpenAI Chat Completions API.
 pub struct OpenAiClient {
     config: OpenAiConfig,
-    endpoint: String,
-    key: ApiKey,
-    http: reqwest::Client,
+    http: ModelHttp,
 }
 
 impl fmt::Debug for OpenAiClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenAiClient")
-            .field("config", &self.config)
-            .field("endpoint", &self.endpoint)
+            .field("base_url", &self.config.base_url)
+            .field("model", &self.config.model)
+            .field("endpoint", &self.http.endpoint())
             .field("api_key", &"<redacted>")
             .finish_non_exhaustive()
     }
@@ -89,21 +144,8 @@ impl OpenAiClient {
     /// A client whose key is read from the environment variable the config
     /// names; a missing or empty variable is an error naming the variable.
     pub fn new(config: OpenAiConfig) -> Result<Self, ProviderError> {
-        let name = &config.api_key_env;
-        let key = match std::env::var(name) {
-            Ok(key) => key,
-            Err(std::env::VarError::NotPresent) => {
-                return Err(ProviderError::terminal(format!(
-                    "no API key: set the environment variable {name}"
-                )));
-            }
-            Err(std::env::VarError::NotUnicode(_)) => {
-                return Err(ProviderError::terminal(format!(
-                    "the API key in environment variable {name} is not valid UTF-8"
-                )));
-            }
-        };
-        let source = format!("environment variable {name}");
+        let key = http::key_from_env(&config.api_key_env)?;
+        let source = format!("environment variable {}", config.api_key_env);
         Self::build(config, key, &source)
     }
 
@@ -116,96 +158,39 @@ impl OpenAiClient {
     }
 
     fn build(config: OpenAiConfig, secret: String, source: &str) -> Result<Self, ProviderError> {
-        let secret = secret.trim().to_string();
-        if secret.is_empty() {
-            return Err(ProviderError::terminal(format!(
-                "no API key: {source} is empty"
-            )));
+        let mut headers = http::extra_headers(&config.headers)?;
+        if config.api_version.is_some() {
+            headers.insert("api-key", http::key_header("", &secret, source)?);
+        } else {
+            headers.insert(AUTHORIZATION, http::key_header("Bearer ", &secret, source)?);
         }
-        let mut header = HeaderValue::from_str(&format!("Bearer {secret}")).map_err(|_| {
-            ProviderError::terminal(format!(
-                "the API key from {source} has characters not allowed in an HTTP header"
-            ))
-        })?;
-        // Keeps the value out of reqwest's and hyper's own debug output.
-        header.set_sensitive(true);
-        // A short key is still used; it is then masked only by shape.
-        let _ = crate::secrets::register(&format!("the API key from {source}"), &secret);
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .build()
-            .map_err(|e| ProviderError::terminal(format!("cannot build HTTP client: {e}")))?;
-        let endpoint = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
-        Ok(OpenAiClient {
-            config,
-            endpoint,
-            key: ApiKey { header },
-            http,
-        })
+        let name = format!("openai:{}", config.model);
+        let http = ModelHttp::new(name, config.endpoint(), headers, config.timeout)?;
+        Ok(OpenAiClient { config, http })
     }
 
     /// The configuration this client was built with.
     pub fn config(&self) -> &OpenAiConfig {
         &self.config
     }
-
-    fn error(&self, retryable: bool, detail: String) -> ProviderError {
-        let message = crate::secrets::redact_string(format!("{}: {detail}", self.name()));
-        tracing::warn!(model = %self.config.model, retryable, error = %message, "model call failed");
-        ProviderError { retryable, message }
-    }
-
-    /// Failures before a status arrived: all worth retrying except a
-    /// request that could not even be built.
-    fn transport_error(&self, e: reqwest::Error) -> ProviderError {
-        self.error(!e.is_builder(), crate::error_text::http_failure(&e))
-    }
-
-    fn status_error(&self, status: StatusCode, body: &[u8]) -> ProviderError {
-        let retryable = status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::REQUEST_TIMEOUT
-            || status.is_server_error();
-        let server = wire::error_message(body);
-        self.error(retryable, format!("HTTP {status}: {server}"))
-    }
 }
 
 #[async_trait]
 impl ModelProvider for OpenAiClient {
     fn name(&self) -> String {
-        format!("openai:{}", self.config.model)
+        self.http.name.clone()
     }
 
     async fn complete(&self, request: &ModelRequest) -> Result<ModelResponse, ProviderError> {
-        let body = wire::request_body(&self.config.model, request);
+        let body = wire::request_body(&self.config.model, &self.config.params, request);
         tracing::debug!(
             model = %self.config.model,
             iteration = request.iteration,
             messages = request.messages.len(),
             "chat completion request"
         );
-        let response = self
-            .http
-            .post(&self.endpoint)
-            .header(AUTHORIZATION, self.key.header.clone())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| self.transport_error(e))?;
-        // Every body goes through the redaction layer before anything reads,
-        // cuts or keeps it: a server echoing the key, in an error or in an
-        // answer, gets it masked.
-        let body = crate::secrets::redact(&String::from_utf8_lossy(&bytes)).into_owned();
-        if !status.is_success() {
-            return Err(self.status_error(status, body.as_bytes()));
-        }
-        wire::parse_response(body.as_bytes()).map_err(|detail| self.error(false, detail))
+        let body = self.http.post(&body).await?;
+        wire::parse_response(body.as_bytes()).map_err(|detail| self.http.error(false, detail))
     }
 }
 

@@ -3,84 +3,11 @@
 //! and dropped with the test's runtime.
 
 use super::*;
+use crate::llm::test_server::serve_once;
 use crate::llm::{FinishReason, ToolSpec};
 use crate::model::{Message, Part, Role};
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
-
-/// What the server saw of the one request it answered.
-struct Seen {
-    request_line: String,
-    headers: Vec<(String, String)>,
-    body: Value,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Starts a server that answers one request with `status` and `body`;
-/// returns its base URL and a handle yielding what it saw.
-async fn serve_once(status: &'static str, body: String) -> (String, JoinHandle<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/v1", listener.local_addr().unwrap());
-    let handle = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        let seen = read_request(&mut stream).await;
-        let reply = format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(reply.as_bytes()).await.unwrap();
-        stream.shutdown().await.unwrap();
-        seen
-    });
-    (base, handle)
-}
-
-/// Reads one request: head up to the blank line, then `content-length` bytes.
-async fn read_request(stream: &mut TcpStream) -> Seen {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "client closed before sending a full request head");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap().to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map(|(_, v)| v.parse().unwrap())
-        .expect("request has a content-length");
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < length {
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "client closed mid-body");
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Seen {
-        request_line,
-        headers,
-        body: serde_json::from_slice(&body).unwrap(),
-    }
-}
+use serde_json::json;
+use tokio::net::TcpListener;
 
 fn client(base: &str, key: &str) -> OpenAiClient {
     OpenAiClient::with_api_key(OpenAiConfig::new(base, "gpt-test"), key).unwrap()
@@ -310,4 +237,90 @@ fn empty_or_unsendable_keys_are_rejected_without_echoing_them() {
     assert!(OpenAiClient::with_api_key(config.clone(), "  ").is_err());
     let err = OpenAiClient::with_api_key(config, "sk-test-bad\nkey-77").unwrap_err();
     assert!(!err.message.contains("sk-test-bad"), "{err}");
+}
+
+fn one_tool_request() -> ModelRequest {
+    ModelRequest {
+        tools: vec![ToolSpec {
+            name: "calculator".into(),
+            description: "Evaluates arithmetic".into(),
+            parameters: json!({"type": "object"}),
+        }],
+        ..simple_request()
+    }
+}
+
+fn text_reply() -> String {
+    json!({"choices": [{"finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}]})
+        .to_string()
+}
+
+#[tokio::test]
+async fn request_options_and_extra_headers_are_sent() {
+    let (base, server) = serve_once("200 OK", text_reply()).await;
+    let params = OpenAiParams {
+        temperature: Some(0.2),
+        max_tokens: Some(256),
+        max_completion_tokens: Some(512),
+        tool_choice: Some(json!("required")),
+        parallel_tool_calls: Some(false),
+        response_format: Some(json!({"type": "json_object"})),
+    };
+    let config = OpenAiConfig::new(&base, "gpt-test")
+        .with_params(params)
+        .with_header("OpenAI-Organization", "org-42");
+    let client = OpenAiClient::with_api_key(config, "sk-options-test-77").unwrap();
+    client.complete(&one_tool_request()).await.unwrap();
+    let seen = server.await.unwrap();
+    assert_eq!(seen.body["temperature"], json!(0.2));
+    assert_eq!(seen.body["max_tokens"], 256);
+    assert_eq!(seen.body["max_completion_tokens"], 512);
+    assert_eq!(seen.body["tool_choice"], "required");
+    assert_eq!(seen.body["parallel_tool_calls"], false);
+    assert_eq!(seen.body["response_format"], json!({"type": "json_object"}));
+    assert_eq!(seen.header("openai-organization"), Some("org-42"));
+
+    // Without tools, the tool options are not sent (servers refuse them).
+    let (base, server) = serve_once("200 OK", text_reply()).await;
+    let config = OpenAiConfig::new(&base, "gpt-test").with_params(OpenAiParams {
+        tool_choice: Some(json!("auto")),
+        parallel_tool_calls: Some(true),
+        ..OpenAiParams::default()
+    });
+    let client = OpenAiClient::with_api_key(config, "sk-options-test-77").unwrap();
+    client.complete(&simple_request()).await.unwrap();
+    let seen = server.await.unwrap();
+    let body = seen.body.as_object().unwrap();
+    assert!(!body.contains_key("tool_choice") && !body.contains_key("parallel_tool_calls"));
+    assert!(
+        !body.contains_key("temperature"),
+        "unset options are not sent"
+    );
+}
+
+#[tokio::test]
+async fn azure_deployments_get_their_url_and_api_key_header() {
+    let (base, server) = serve_once("200 OK", text_reply()).await;
+    let root = base.trim_end_matches("/v1").to_string();
+    let config = OpenAiConfig::new(&root, "my-gpt4o").azure("2024-10-21");
+    let key = "azure-key-0123456789";
+    let client = OpenAiClient::with_api_key(config, key).unwrap();
+    client.complete(&simple_request()).await.unwrap();
+    let seen = server.await.unwrap();
+    assert_eq!(
+        seen.request_line,
+        "POST /openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21 HTTP/1.1"
+    );
+    assert_eq!(seen.header("api-key"), Some(key));
+    assert_eq!(seen.header("authorization"), None);
+}
+
+#[test]
+fn a_bad_extra_header_is_refused_without_echoing_its_value() {
+    let config = OpenAiConfig::new("http://127.0.0.1:9/v1", "m")
+        .with_header("X-Gateway", "bad\nvalue-s3cr3t");
+    let err = OpenAiClient::with_api_key(config, "sk-header-test-1").unwrap_err();
+    assert!(!err.retryable);
+    assert!(err.message.contains("X-Gateway"), "{}", err.message);
+    assert!(!err.message.contains("s3cr3t"), "{}", err.message);
 }

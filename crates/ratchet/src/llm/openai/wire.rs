@@ -2,17 +2,38 @@
 //! body, and a response body back to a [`ModelResponse`]. Pure functions,
 //! no IO, so the mapping is tested without a server.
 
+use super::OpenAiParams;
 use crate::llm::{FinishReason, ModelRequest, ModelResponse, ToolSpec};
 use crate::model::{Message, Part, Role, Usage};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// The JSON body of a `POST /chat/completions` for this request.
-pub(super) fn request_body(model: &str, request: &ModelRequest) -> Value {
+pub(super) fn request_body(model: &str, params: &OpenAiParams, request: &ModelRequest) -> Value {
     let messages: Vec<Value> = request.messages.iter().flat_map(wire_messages).collect();
     let mut body = json!({ "model": model, "messages": messages });
-    if !request.tools.is_empty() {
+    let has_tools = !request.tools.is_empty();
+    if has_tools {
         body["tools"] = request.tools.iter().map(wire_tool).collect();
+    }
+    let mut set = |key: &str, value: Option<Value>| {
+        if let Some(v) = value {
+            body[key] = v;
+        }
+    };
+    set("temperature", params.temperature.map(Value::from));
+    set("max_tokens", params.max_tokens.map(Value::from));
+    set(
+        "max_completion_tokens",
+        params.max_completion_tokens.map(Value::from),
+    );
+    set("response_format", params.response_format.clone());
+    if has_tools {
+        set("tool_choice", params.tool_choice.clone());
+        set(
+            "parallel_tool_calls",
+            params.parallel_tool_calls.map(Value::from),
+        );
     }
     body
 }
@@ -222,24 +243,6 @@ fn finish_reason(reason: Option<&str>, has_calls: bool) -> FinishReason {
     }
 }
 
-/// The server's own error text from an error body, when it has one.
-pub(super) fn error_message(body: &[u8]) -> String {
-    const MAX: usize = 500;
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let from_json = parsed.as_ref().and_then(|v| {
-        let e = v.get("error")?;
-        e.get("message")
-            .and_then(Value::as_str)
-            .or_else(|| e.as_str())
-            .map(str::to_string)
-    });
-    let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_string());
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,7 +306,7 @@ mod tests {
             tools: vec![],
             iteration: 1,
         };
-        let body = request_body("m", &request);
+        let body = request_body("m", &OpenAiParams::default(), &request);
         assert_eq!(
             body,
             json!({"model": "m", "messages": [
@@ -377,16 +380,5 @@ mod tests {
         assert_eq!(one("content_filter"), FinishReason::ContentFilter);
         assert!(parse_response(br#"{"choices": []}"#).is_err());
         assert!(parse_response(b"<html>").is_err());
-    }
-
-    #[test]
-    fn error_message_prefers_the_servers_message_and_truncates() {
-        assert_eq!(
-            error_message(br#"{"error": {"message": "Invalid model", "type": "x"}}"#),
-            "Invalid model"
-        );
-        assert_eq!(error_message(b" upstream down \n"), "upstream down");
-        let long = "y".repeat(2000);
-        assert_eq!(error_message(long.as_bytes()).len(), 503);
     }
 }
