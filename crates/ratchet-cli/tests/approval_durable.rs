@@ -78,6 +78,18 @@ fn tool_result(reply: &Value) -> (String, bool) {
     )
 }
 
+/// A decision through the `approve` handler: (status, reply).
+async fn decide(rig: &Rig, session: &str, call: &str, decision: &str) -> (u16, Value) {
+    let body = json!({"call_id": call, "decision": decision});
+    rig.server.call(session, "approve", &body).await.unwrap()
+}
+
+/// The error reply carries `code`.
+fn assert_code(body: &Value, code: &str) {
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with(code), "{body}");
+}
+
 fn approve_cli(ingress: &str, session: &str, extra: &[&str]) -> std::process::Output {
     Command::new(ratchet_bin())
         .args([
@@ -146,32 +158,10 @@ async fn an_approval_survives_suspension_and_both_restarts_and_runs_the_tool_onc
     assert!(again.status.success());
     let again: Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["duplicate"], true);
-    let (status, body) = rig
-        .server
-        .call(
-            "a",
-            "approve",
-            &json!({"call_id": "call_0", "decision": "reject"}),
-        )
-        .await
-        .unwrap();
+    let (status, body) = decide(&rig, "a", "call_0", "reject").await;
     assert_eq!(status, 409, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("wait_settled"),
-        "{body}"
-    );
-    let (status, body) = rig
-        .server
-        .call(
-            "a",
-            "approve",
-            &json!({"call_id": "call_7", "decision": "approve"}),
-        )
-        .await
-        .unwrap();
+    assert_code(&body, "wait_settled");
+    let (status, body) = decide(&rig, "a", "call_7", "approve").await;
     assert_eq!(status, 404, "{body}");
     let cli = approve_cli(&rig.server.ingress, "a", &["--reject"]);
     assert!(!cli.status.success());
@@ -241,15 +231,7 @@ async fn rejection_through_restates_awakeable_api_and_expiry_never_run_the_tool(
     assert!(is_error && content.contains("over the budget"), "{content}");
     assert_eq!(tool_runs(&rig, "r").await, 0, "a rejected tool never runs");
     // The store recorded the decision the awakeable carried.
-    let (status, body) = rig
-        .server
-        .call(
-            "r",
-            "approve",
-            &json!({"call_id": "call_0", "decision": "approve"}),
-        )
-        .await
-        .unwrap();
+    let (status, body) = decide(&rig, "r", "call_0", "approve").await;
     assert_eq!(status, 409, "{body}");
 
     let (status, turn) = rig.server.attach(&expired).await.unwrap();
@@ -260,15 +242,7 @@ async fn rejection_through_restates_awakeable_api_and_expiry_never_run_the_tool(
         "{content}"
     );
     assert_eq!(tool_runs(&rig, "x").await, 0, "an expired tool never runs");
-    let (status, body) = rig
-        .server
-        .call(
-            "x",
-            "approve",
-            &json!({"call_id": "call_0", "decision": "approve"}),
-        )
-        .await
-        .unwrap();
+    let (status, body) = decide(&rig, "x", "call_0", "approve").await;
     assert_eq!(status, 409, "a late approval is refused: {body}");
     rig.assert_settled("r").await;
     rig.assert_settled("x").await;
@@ -293,22 +267,8 @@ async fn a_turn_killed_while_it_waits_is_settled_and_its_wait_expires() {
     assert_eq!((status, &next), (200, &json!(null)), "{next}");
     let outcomes = rig.outcomes("k").await;
     assert_eq!(outcomes[0].2, "incomplete", "{outcomes:?}");
-    let (status, body) = rig
-        .server
-        .call(
-            "k",
-            "approve",
-            &json!({"call_id": "call_0", "decision": "approve"}),
-        )
-        .await
-        .unwrap();
+    let (status, body) = decide(&rig, "k", "call_0", "approve").await;
     assert_eq!(status, 409, "a decision for a settled turn: {body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("wait_settled"),
-        "{body}"
-    );
+    assert_code(&body, "wait_settled");
     assert_eq!(tool_runs(&rig, "k").await, 0, "the killed call never ran");
 }

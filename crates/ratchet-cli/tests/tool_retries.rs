@@ -103,6 +103,13 @@ fn rig(class: IdempotencyClass, fail_first: usize, hang_on: Option<usize>) -> Ri
 }
 
 impl Rig {
+    async fn run(&self) -> ratchet::engine::TurnResult {
+        let input = TurnInput::text("go").with_input_id("in-1");
+        let cancel = CancelToken::new();
+        let turn = self.runner.turn(&self.session, input, &cancel);
+        turn.await.unwrap()
+    }
+
     fn keys(&self) -> Vec<String> {
         self.keys.lock().unwrap().clone()
     }
@@ -160,15 +167,7 @@ fn finished(outcome: &TurnOutcome) -> bool {
 #[tokio::test]
 async fn a_retryable_error_is_retried_in_the_same_step_with_the_same_key() {
     let rig = rig(IdempotencyClass::Keyed, 2, None);
-    let turn = rig
-        .runner
-        .turn(
-            &rig.session,
-            TurnInput::text("go").with_input_id("in-1"),
-            &CancelToken::new(),
-        )
-        .await
-        .unwrap();
+    let turn = rig.run().await;
     assert!(finished(&turn.outcome), "{:?}", turn.outcome);
     let keys = rig.keys();
     assert_eq!(keys.len(), 3, "two 503s, then success");
@@ -186,15 +185,7 @@ async fn a_retryable_error_is_retried_in_the_same_step_with_the_same_key() {
 #[tokio::test]
 async fn a_tool_out_of_retries_tells_the_model_and_the_turn_goes_on() {
     let rig = rig(IdempotencyClass::Unsafe, 5, None);
-    let turn = rig
-        .runner
-        .turn(
-            &rig.session,
-            TurnInput::text("go").with_input_id("in-1"),
-            &CancelToken::new(),
-        )
-        .await
-        .unwrap();
+    let turn = rig.run().await;
     assert!(finished(&turn.outcome), "{:?}", turn.outcome);
     assert_eq!(rig.keys().len(), 3, "the tool's own policy: 3 attempts");
     let (content, is_error) = rig.result().await;

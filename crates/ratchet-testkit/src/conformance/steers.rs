@@ -12,6 +12,13 @@ pub(super) fn steer(id: &str, text: &str) -> NewInboxEntry {
     }
 }
 
+/// Takes the lease as owner `a` and claims the next input.
+async fn claim_next(fx: &Fixture, s: &SessionId) -> (Lease, Claim) {
+    let lease = fx.store.acquire_lease(s, "a", TTL).await.unwrap();
+    let claim = fx.store.claim(&lease, ClaimTarget::Next).await.unwrap();
+    (lease, claim.expect("an input to claim"))
+}
+
 fn ids(entries: &[InboxEntry]) -> Vec<&str> {
     entries.iter().map(|e| e.id.as_str()).collect()
 }
@@ -66,25 +73,13 @@ pub async fn steers_are_read_after_a_position_and_completed_by_the_commit(f: &dy
     assert_eq!(live, vec!["cmd-1", "in-2", "st-4"]);
 
     // Nothing takes st-4 before in-2 (FIFO); after it, st-4 is the input.
-    let lease = fx.store.acquire_lease(&s, "a", TTL).await.unwrap();
-    let claim = fx
-        .store
-        .claim(&lease, ClaimTarget::Next)
-        .await
-        .unwrap()
-        .unwrap();
+    let (lease, claim) = claim_next(&fx, &s).await;
     assert_eq!(claim.input.id, "in-2");
     fx.store
         .commit(&simple_commit(&lease, "t1", 1, &claim, "y"))
         .await
         .unwrap();
-    let lease = fx.store.acquire_lease(&s, "a", TTL).await.unwrap();
-    let claim = fx
-        .store
-        .claim(&lease, ClaimTarget::Next)
-        .await
-        .unwrap()
-        .unwrap();
+    let (_, claim) = claim_next(&fx, &s).await;
     assert_eq!(claim.input.id, "st-4");
     assert_eq!(
         claim.input.payload,
