@@ -36,6 +36,8 @@ pub struct ModelOptions {
     response_format: Option<serde_json::Value>,
     /// OpenAI only: Azure OpenAI's `api-version` (the model is the deployment).
     api_version: Option<String>,
+    /// OpenAI only: stream the answer (server-sent events).
+    stream: Option<bool>,
     /// Extra headers sent with every request.
     #[serde(default)]
     headers: BTreeMap<String, String>,
@@ -61,6 +63,7 @@ impl ModelOptions {
             tool_choice: self.tool_choice.clone(),
             parallel_tool_calls: self.parallel_tool_calls,
             response_format: self.response_format.clone(),
+            stream: self.stream.unwrap_or(false),
         });
         config.headers = self.headers();
         config.api_version = self.api_version.clone();
@@ -82,6 +85,7 @@ impl ModelOptions {
             ("parallel_tool_calls", self.parallel_tool_calls.is_some()),
             ("response_format", self.response_format.is_some()),
             ("api_version", self.api_version.is_some()),
+            ("stream", self.stream.is_some()),
         ];
         if let Some((name, _)) = openai_only.iter().find(|(_, set)| *set) {
             bail!("model option '{name}' is for openai: models, not anthropic:");

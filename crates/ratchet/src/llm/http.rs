@@ -103,14 +103,7 @@ impl ModelHttp {
     /// POSTs `body`; answers the response body, scrubbed of secrets, when
     /// the status is a success.
     pub(super) async fn post(&self, body: &Value) -> Result<String, ProviderError> {
-        let response = self
-            .http
-            .post(&self.endpoint)
-            .headers(self.headers.clone())
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let response = self.send(body).await?;
         let status = response.status();
         let bytes = response
             .bytes()
@@ -124,6 +117,47 @@ impl ModelHttp {
             return Err(self.status_error(status, body.as_bytes()));
         }
         Ok(body)
+    }
+
+    /// POSTs `body` and hands each chunk of a successful response to
+    /// `chunk` as it arrives, until the end or `chunk` answers `false`. An
+    /// error status reads the whole body, as [`Self::post`] does; a stream
+    /// cut mid-way is a retryable transport failure.
+    pub(super) async fn post_stream(
+        &self,
+        body: &Value,
+        mut chunk: impl FnMut(&[u8]) -> bool,
+    ) -> Result<(), ProviderError> {
+        let mut response = self.send(body).await?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| self.transport_error(e))?;
+            let body = crate::secrets::redact(&String::from_utf8_lossy(&bytes)).into_owned();
+            return Err(self.status_error(status, body.as_bytes()));
+        }
+        while let Some(bytes) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(e))?
+        {
+            if !chunk(&bytes) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn send(&self, body: &Value) -> Result<reqwest::Response, ProviderError> {
+        self.http
+            .post(&self.endpoint)
+            .headers(self.headers.clone())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))
     }
 
     /// A failure of this endpoint, logged, its text scrubbed.

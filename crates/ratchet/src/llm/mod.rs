@@ -5,6 +5,7 @@
 
 #[cfg(feature = "anthropic")]
 mod anthropic;
+pub mod delta;
 mod demo;
 mod http;
 #[cfg(feature = "openai")]
@@ -15,6 +16,7 @@ mod test_server;
 
 #[cfg(feature = "anthropic")]
 pub use anthropic::{AnthropicClient, AnthropicConfig};
+pub use delta::{DeltaSink, ModelDelta, SharedDeltaSink};
 pub use demo::DemoModel;
 #[cfg(feature = "openai")]
 pub use openai::{OpenAiClient, OpenAiConfig, OpenAiParams};

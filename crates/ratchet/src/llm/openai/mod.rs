@@ -8,10 +8,11 @@
 //! every body (error or answer) is scrubbed of it before it is read or cut,
 //! in case a server echoes it back.
 
+mod stream;
 mod wire;
 
 use super::http::{self, ModelHttp};
-use super::{ModelProvider, ModelRequest, ModelResponse, ProviderError};
+use super::{ModelProvider, ModelRequest, ModelResponse, ProviderError, SharedDeltaSink};
 use async_trait::async_trait;
 use reqwest::header::AUTHORIZATION;
 use std::fmt;
@@ -59,6 +60,9 @@ pub struct OpenAiParams {
     pub parallel_tool_calls: Option<bool>,
     /// `response_format`, e.g. `{"type": "json_object"}`.
     pub response_format: Option<serde_json::Value>,
+    /// Stream the answer (server-sent events), assembled into the same
+    /// response; its deltas go to the client's [`DeltaSink`], if any.
+    pub stream: bool,
 }
 
 impl OpenAiConfig {
@@ -127,6 +131,7 @@ impl OpenAiConfig {
 pub struct OpenAiClient {
     config: OpenAiConfig,
     http: ModelHttp,
+    sink: Option<SharedDeltaSink>,
 }
 
 impl fmt::Debug for OpenAiClient {
@@ -166,12 +171,49 @@ impl OpenAiClient {
         }
         let name = format!("openai:{}", config.model);
         let http = ModelHttp::new(name, config.endpoint(), headers, config.timeout)?;
-        Ok(OpenAiClient { config, http })
+        Ok(OpenAiClient {
+            config,
+            http,
+            sink: None,
+        })
     }
 
     /// The configuration this client was built with.
     pub fn config(&self) -> &OpenAiConfig {
         &self.config
+    }
+
+    /// Hands the deltas of streamed answers (`params.stream`) to `sink`.
+    pub fn with_delta_sink(mut self, sink: SharedDeltaSink) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    async fn complete_streamed(
+        &self,
+        body: &serde_json::Value,
+        iteration: u32,
+    ) -> Result<ModelResponse, ProviderError> {
+        let mut lines = stream::SseLines::default();
+        let mut asm = stream::Assembler::new(iteration, self.sink.clone());
+        let mut failed = None;
+        self.http
+            .post_stream(body, |bytes| {
+                for data in lines.feed(bytes) {
+                    // Each event is scrubbed before it is read.
+                    let data = crate::secrets::redact(&data).into_owned();
+                    if let Err(e) = asm.push(&data) {
+                        failed = Some(e);
+                        return false;
+                    }
+                }
+                true
+            })
+            .await?;
+        if let Some(e) = failed {
+            return Err(self.http.error(false, e));
+        }
+        asm.finish().map_err(|e| self.http.error(true, e))
     }
 }
 
@@ -189,6 +231,9 @@ impl ModelProvider for OpenAiClient {
             messages = request.messages.len(),
             "chat completion request"
         );
+        if self.config.params.stream {
+            return self.complete_streamed(&body, request.iteration).await;
+        }
         let body = self.http.post(&body).await?;
         wire::parse_response(body.as_bytes()).map_err(|detail| self.http.error(false, detail))
     }

@@ -7,6 +7,7 @@ use crate::llm::test_server::serve_once;
 use crate::llm::{FinishReason, ToolSpec};
 use crate::model::{Message, Part, Role};
 use serde_json::json;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 
 fn client(base: &str, key: &str) -> OpenAiClient {
@@ -265,6 +266,7 @@ async fn request_options_and_extra_headers_are_sent() {
         tool_choice: Some(json!("required")),
         parallel_tool_calls: Some(false),
         response_format: Some(json!({"type": "json_object"})),
+        stream: false,
     };
     let config = OpenAiConfig::new(&base, "gpt-test")
         .with_params(params)
@@ -323,4 +325,68 @@ fn a_bad_extra_header_is_refused_without_echoing_its_value() {
     assert!(!err.retryable);
     assert!(err.message.contains("X-Gateway"), "{}", err.message);
     assert!(!err.message.contains("s3cr3t"), "{}", err.message);
+}
+
+struct Deltas(std::sync::Mutex<Vec<crate::llm::ModelDelta>>);
+
+impl crate::llm::DeltaSink for Deltas {
+    fn delta(&self, _iteration: u32, delta: &crate::llm::ModelDelta) {
+        self.0.lock().unwrap().push(delta.clone());
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_answer_is_assembled_and_its_deltas_go_to_the_sink() {
+    let key = "sk-stream-test-3e9f1a";
+    let chunks = [
+        json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}}]}),
+        // A server echoing the key mid-stream gets it masked.
+        json!({"choices": [{"index": 0, "delta": {"content": format!("lo {key}")}}]}),
+        json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}),
+        json!({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}),
+    ];
+    let mut body: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    body.push_str("data: [DONE]\n\n");
+    let (base, server) = serve_once("200 OK", body).await;
+    let config = OpenAiConfig::new(&base, "gpt-test").with_params(OpenAiParams {
+        stream: true,
+        ..OpenAiParams::default()
+    });
+    let sink = Arc::new(Deltas(std::sync::Mutex::new(Vec::new())));
+    let client = OpenAiClient::with_api_key(config, key)
+        .unwrap()
+        .with_delta_sink(sink.clone());
+    let response = client.complete(&simple_request()).await.unwrap();
+    let seen = server.await.unwrap();
+    assert_eq!(seen.body["stream"], true);
+    assert_eq!(seen.body["stream_options"], json!({"include_usage": true}));
+    let Part::Text { text } = &response.parts[0] else {
+        panic!("{:?}", response.parts);
+    };
+    assert!(text.starts_with("Hello ") && !text.contains(key), "{text}");
+    assert_eq!(response.finish_reason, FinishReason::Stop);
+    assert_eq!(response.usage.output_tokens, 2);
+    let deltas = sink.0.lock().unwrap().clone();
+    assert_eq!(deltas.len(), 2);
+    assert_eq!(deltas[0], crate::llm::ModelDelta::Text("Hel".into()));
+}
+
+#[tokio::test]
+async fn a_stream_cut_before_its_end_is_retryable() {
+    let body = format!(
+        "data: {}\n\n",
+        json!({"choices": [{"index": 0, "delta": {"content": "par"}}]})
+    );
+    let (base, server) = serve_once("200 OK", body).await;
+    let config = OpenAiConfig::new(&base, "gpt-test").with_params(OpenAiParams {
+        stream: true,
+        ..OpenAiParams::default()
+    });
+    let err = OpenAiClient::with_api_key(config, "sk-stream-cut-test-1")
+        .unwrap()
+        .complete(&simple_request())
+        .await
+        .unwrap_err();
+    server.await.unwrap();
+    assert!(err.retryable, "{}", err.message);
 }

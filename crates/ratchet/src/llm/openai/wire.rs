@@ -28,6 +28,10 @@ pub(super) fn request_body(model: &str, params: &OpenAiParams, request: &ModelRe
         params.max_completion_tokens.map(Value::from),
     );
     set("response_format", params.response_format.clone());
+    if params.stream {
+        set("stream", Some(Value::Bool(true)));
+        set("stream_options", Some(json!({"include_usage": true})));
+    }
     if has_tools {
         set("tool_choice", params.tool_choice.clone());
         set(
@@ -224,7 +228,7 @@ pub(super) fn parse_response(body: &[u8]) -> Result<ModelResponse, String> {
 
 /// Arguments arrive as a JSON string; one that does not parse is kept as
 /// the raw string so the tool (or the record) can show what the model said.
-fn parse_arguments(raw: Value) -> Value {
+pub(super) fn parse_arguments(raw: Value) -> Value {
     match raw {
         Value::String(s) if s.trim().is_empty() => json!({}),
         Value::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
@@ -233,7 +237,7 @@ fn parse_arguments(raw: Value) -> Value {
     }
 }
 
-fn finish_reason(reason: Option<&str>, has_calls: bool) -> FinishReason {
+pub(super) fn finish_reason(reason: Option<&str>, has_calls: bool) -> FinishReason {
     match reason {
         Some("length") => FinishReason::Length,
         Some("content_filter") => FinishReason::ContentFilter,
