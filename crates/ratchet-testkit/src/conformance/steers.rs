@@ -71,6 +71,8 @@ pub async fn steers_are_read_after_a_position_and_completed_by_the_commit(f: &dy
         .map(|e| e.id)
         .collect();
     assert_eq!(live, vec!["cmd-1", "in-2", "st-4"]);
+    let head = fx.store.live_head(&s, 2).await.unwrap();
+    assert_eq!(ids(&head), vec!["cmd-1", "in-2"], "the first live entries");
 
     // Nothing takes st-4 before in-2 (FIFO); after it, st-4 is the input.
     let (lease, claim) = claim_next(&fx, &s).await;

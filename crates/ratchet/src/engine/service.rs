@@ -56,19 +56,20 @@ impl SessionReads for StoreReads<'_> {
 
 /// Reads the earliest live input. Commands are rare, so a short first page
 /// almost always holds it; the whole inbox is read only when it does not.
+/// Nothing here grows with the backlog behind the first page.
 pub async fn read_next_input(
     store: &dyn SessionStore,
     session: &SessionId,
 ) -> Result<Option<NextInput>, StoreError> {
     const PAGE: usize = 16;
-    let page = match store.inbox_page(session, PAGE).await {
-        Ok(p) => p,
+    let head = match store.live_head(session, PAGE).await {
+        Ok(h) => h,
         Err(StoreError::UnknownSession(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let first = match rules::next_live_input(&page.entries) {
+    let first = match rules::next_live_input(&head) {
         Some(e) => Some(e),
-        None if page.total > PAGE as u64 => rules::next_live_input(&store.inbox(session).await?),
+        None if head.len() == PAGE => rules::next_live_input(&store.inbox(session).await?),
         None => None,
     };
     Ok(first.map(|e| NextInput {

@@ -141,6 +141,14 @@ pub trait InboxStore: Send + Sync {
     /// there are, at a cost that does not grow with the backlog's payloads.
     async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage>;
 
+    /// The first `limit` live entries, FIFO, without the count
+    /// [`InboxStore::inbox_page`] makes: what `drain` reads to find the next
+    /// input, at a cost that does not grow with the backlog. An unknown
+    /// session is `UnknownSession`.
+    async fn live_head(&self, session: &SessionId, limit: usize) -> StoreResult<Vec<InboxEntry>> {
+        Ok(self.inbox_page(session, limit).await?.entries)
+    }
+
     /// The first `limit` pending steering messages after FIFO position
     /// `after_seq`, oldest first, read through an index of pending steers
     /// (no scan of the backlog). A running turn reads them at each model

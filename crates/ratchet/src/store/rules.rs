@@ -263,6 +263,27 @@ pub fn select_claim(live: &[InboxEntry], fence: u64, target: &ClaimTarget) -> Ve
     live[..=first].to_vec()
 }
 
+/// Rows per page when a backend reads the claimable prefix.
+pub const CLAIM_PAGE: usize = 16;
+
+/// Appends a page of live entries (FIFO, after those in `out`) up to and
+/// including the first input; `true` once the prefix is complete (an input
+/// found, or the page was the last). That prefix is all [`select_claim`]
+/// can take: entries held under the current fence are the earliest live
+/// input and the commands before it, and otherwise it takes the first live
+/// input with the commands before it. So a claim never reads the backlog.
+pub fn claimable_prefix(out: &mut Vec<InboxEntry>, page: Vec<InboxEntry>) -> bool {
+    let last_page = page.len() < CLAIM_PAGE;
+    for e in page {
+        let input = is_input(&e);
+        out.push(e);
+        if input {
+            return true;
+        }
+    }
+    last_page
+}
+
 /// The earliest live input: the only one a claim may take.
 pub fn next_live_input(live: &[InboxEntry]) -> Option<InboxEntry> {
     live.iter().find(|e| is_input(e)).cloned()

@@ -291,6 +291,12 @@ impl InboxStore for PostgresStore {
         ops::inbox_page(&c, session, limit).await
     }
 
+    async fn live_head(&self, session: &SessionId, limit: usize) -> StoreResult<Vec<InboxEntry>> {
+        let c = self.client().await?;
+        ops::require_session(&c, session).await?;
+        ops::live_head(&c, session, limit).await
+    }
+
     async fn pending_steers(
         &self,
         session: &SessionId,
@@ -323,7 +329,7 @@ impl InboxStore for PostgresStore {
         if !rules::lease_is_current(current.as_ref(), lease) {
             return Err(rules::lease_lost(lease));
         }
-        let live = ops::live_entries(&tx, &lease.session_id).await?;
+        let live = ops::claimable(&tx, &lease.session_id).await?;
         let mut taken = rules::select_claim(&live, lease.fence, &target);
         let orphaned_from = rules::orphaned_from(&taken, lease.fence);
         for e in taken.iter_mut() {

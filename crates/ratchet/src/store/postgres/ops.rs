@@ -139,6 +139,41 @@ pub async fn live_entries<C: GenericClient>(
     rows.iter().map(inbox_entry).collect()
 }
 
+/// What a claim can take: the live entries up to and including the first
+/// live input, a page at a time through index `inbox_live_fifo` (see
+/// `rules::claimable_prefix`).
+pub async fn claimable<C: GenericClient>(
+    c: &C,
+    session: &SessionId,
+) -> StoreResult<Vec<InboxEntry>> {
+    let mut out = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |e: &InboxEntry| e.seq);
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {INBOX_COLUMNS} FROM inbox
+                     WHERE session_id = $1 AND state <> 'completed' AND seq > $2
+                     ORDER BY seq LIMIT $3"
+                ),
+                &[
+                    &session.as_str(),
+                    &int(after),
+                    &int(rules::CLAIM_PAGE as u64),
+                ],
+            )
+            .await
+            .map_err(map_err)?;
+        let page = rows
+            .iter()
+            .map(inbox_entry)
+            .collect::<StoreResult<Vec<_>>>()?;
+        if rules::claimable_prefix(&mut out, page) {
+            return Ok(out);
+        }
+    }
+}
+
 /// Enqueues unless the id is known (the payload is already encoded).
 pub async fn enqueue<C: GenericClient>(
     c: &C,
@@ -435,12 +470,12 @@ pub async fn pending_steers<C: GenericClient>(
     rows.iter().map(inbox_entry).collect()
 }
 
-/// The first `limit` live entries and how many there are.
-pub async fn inbox_page<C: GenericClient>(
+/// The first `limit` live entries, FIFO.
+pub async fn live_head<C: GenericClient>(
     c: &C,
     session: &SessionId,
     limit: usize,
-) -> StoreResult<InboxPage> {
+) -> StoreResult<Vec<InboxEntry>> {
     let rows = c
         .query(
             &format!(
@@ -451,10 +486,16 @@ pub async fn inbox_page<C: GenericClient>(
         )
         .await
         .map_err(map_err)?;
-    let entries = rows
-        .iter()
-        .map(inbox_entry)
-        .collect::<StoreResult<Vec<_>>>()?;
+    rows.iter().map(inbox_entry).collect()
+}
+
+/// The first `limit` live entries and how many there are.
+pub async fn inbox_page<C: GenericClient>(
+    c: &C,
+    session: &SessionId,
+    limit: usize,
+) -> StoreResult<InboxPage> {
+    let entries = live_head(c, session, limit).await?;
     let total: i64 = c
         .query_one(
             "SELECT count(*) FROM inbox WHERE session_id = $1 AND state <> 'completed'",

@@ -66,9 +66,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX waits_call ON waits (session_id, call_id, seq);
     CREATE INDEX waits_state ON waits (session_id, state, seq);",
-    // 4: steering messages, found by a running turn through their own index.
+    // 4: steering messages, found by a running turn through their own index;
+    // live entries in FIFO order, so a claim reads a few rows, not the backlog.
     "ALTER TABLE inbox ADD COLUMN steer BOOLEAN NOT NULL DEFAULT FALSE;
-    CREATE INDEX inbox_steer ON inbox (session_id, seq) WHERE steer AND state = 'pending';",
+    CREATE INDEX inbox_steer ON inbox (session_id, seq) WHERE steer AND state = 'pending';
+    CREATE INDEX inbox_live_fifo ON inbox (session_id, seq) WHERE state <> 'completed';",
 ];
 
 /// The newest schema version this build knows.

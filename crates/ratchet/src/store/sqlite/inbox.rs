@@ -80,7 +80,7 @@ impl SqliteStore {
         if !rules::lease_is_current(Self::lease_row(tx, &lease.session_id)?.as_ref(), lease) {
             return Err(rules::lease_lost(lease));
         }
-        let live = Self::live_entries(tx, &lease.session_id)?;
+        let live = Self::claimable(tx, &lease.session_id)?;
         let mut taken = rules::select_claim(&live, lease.fence, target);
         let orphaned_from = rules::orphaned_from(&taken, lease.fence);
         for e in taken.iter_mut() {

@@ -224,6 +224,13 @@ impl InboxStore for SqliteStore {
         self.read(|c| Self::inbox_page_in(c, session, limit))
     }
 
+    async fn live_head(&self, session: &SessionId, limit: usize) -> StoreResult<Vec<InboxEntry>> {
+        self.read(|c| {
+            Self::require_session(c, session)?;
+            Self::live_page(c, session, limit as u64)
+        })
+    }
+
     async fn pending_steers(
         &self,
         session: &SessionId,
@@ -359,7 +366,7 @@ impl SessionStore for SqliteStore {
             let head = Self::head_in(tx, session)?;
             let next_live = match claim {
                 Some(_) => None,
-                None => rules::next_live_input(&Self::live_entries(tx, session)?),
+                None => rules::next_live_input(&Self::claimable(tx, session)?),
             };
             Ok(TurnStart {
                 lease,

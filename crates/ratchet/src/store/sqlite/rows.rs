@@ -82,6 +82,35 @@ impl SqliteStore {
         )
     }
 
+    /// What a claim can take: the live entries up to and including the
+    /// first live input (all of them when there is none), FIFO, read a page
+    /// at a time through index `inbox_live_fifo`: a few rows whatever the
+    /// backlog behind (`rules::claimable_prefix` says why it is enough).
+    pub(super) fn claimable(
+        conn: &Connection,
+        session: &SessionId,
+    ) -> StoreResult<Vec<InboxEntry>> {
+        let mut out = Vec::new();
+        loop {
+            let after = out.last().map_or(0, |e: &InboxEntry| e.seq);
+            let page = collect(
+                conn,
+                "SELECT id, seq, payload, state, claim_fence, turn_id FROM inbox
+                 WHERE session_id = ?1 AND state != 'completed' AND seq > ?2
+                 ORDER BY seq LIMIT ?3",
+                params![
+                    session.as_str(),
+                    super::clamp(after),
+                    rules::CLAIM_PAGE as i64
+                ],
+                inbox_entry,
+            )?;
+            if rules::claimable_prefix(&mut out, page) {
+                return Ok(out);
+            }
+        }
+    }
+
     /// Pending steers after `after_seq`, FIFO (index `inbox_steer`).
     pub(super) fn pending_steers_in(
         conn: &Connection,
@@ -91,7 +120,9 @@ impl SqliteStore {
     ) -> StoreResult<Vec<InboxEntry>> {
         collect(
             conn,
-            "SELECT id, seq, payload, state, claim_fence, turn_id FROM inbox
+            // The partial index holds only pending steers; the planner would
+            // otherwise walk every pending input through `inbox_live`.
+            "SELECT id, seq, payload, state, claim_fence, turn_id FROM inbox INDEXED BY inbox_steer
              WHERE session_id = ?1 AND steer = 1 AND state = 'pending' AND seq > ?2
              ORDER BY seq LIMIT ?3",
             params![
