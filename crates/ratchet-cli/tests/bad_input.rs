@@ -268,6 +268,7 @@ fn the_bad_input_corpus_through_the_cli_changes_nothing() {
             .env_remove("RATCHET_DB")
             .env_remove("RATCHET_STORE")
             .env_remove("RATCHET_MODEL")
+            .env_remove("ANTHROPIC_API_KEY")
             .env_remove("PGSSLMODE")
             .env_remove("PGSSLROOTCERT")
             .env_remove("RATCHET_IDENTITY_KEYS")

@@ -167,6 +167,19 @@ fn steered(events: &[EventKind]) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// The first turn's history with a steer taken by model call 1.
+fn steered_transcript(steer: &str) -> Vec<(Role, String)> {
+    vec![
+        u("start"),
+        a("call call_a"),
+        t("result 2"),
+        u(steer),
+        a("call call_b"),
+        t("result 4"),
+        a("done"),
+    ]
+}
+
 fn u(s: &str) -> (Role, String) {
     (Role::User, s.into())
 }
@@ -207,15 +220,7 @@ async fn a_steer_joins_the_running_turn_at_its_next_model_call() {
 
     assert_eq!(
         rig.history().await,
-        vec![
-            u("start"),
-            a("call call_a"),
-            t("result 2"),
-            u("use more precision"),
-            a("call call_b"),
-            t("result 4"),
-            a("done"),
-        ]
+        steered_transcript("use more precision")
     );
     // Message ids stay unique and ordered by position.
     let ids: Vec<String> = result.messages.iter().map(|m| m.id.clone()).collect();
@@ -339,18 +344,7 @@ async fn a_steer_sent_to_a_parked_turn_joins_it_when_it_resumes() {
     approve("call_b").await;
     let done = rig.runner.resume(&rig.session, false).await.unwrap();
     assert_eq!(done.len(), 1);
-    assert_eq!(
-        rig.history().await,
-        vec![
-            u("start"),
-            a("call call_a"),
-            t("result 2"),
-            u("round to integers"),
-            a("call call_b"),
-            t("result 4"),
-            a("done"),
-        ]
-    );
+    assert_eq!(rig.history().await, steered_transcript("round to integers"));
     assert_eq!(
         steered(&rig.events().await),
         vec![("st-parked".to_string(), 1)]

@@ -5,6 +5,7 @@
 //! commits. A server outage surfaces as a retryable `store_unavailable`,
 //! never a partial commit: every write is one transaction.
 
+mod inbox;
 mod ops;
 mod records;
 mod schema;
@@ -288,13 +289,13 @@ impl InboxStore for PostgresStore {
     async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage> {
         let c = self.client().await?;
         ops::require_session(&c, session).await?;
-        ops::inbox_page(&c, session, limit).await
+        inbox::inbox_page(&c, session, limit).await
     }
 
     async fn live_head(&self, session: &SessionId, limit: usize) -> StoreResult<Vec<InboxEntry>> {
         let c = self.client().await?;
         ops::require_session(&c, session).await?;
-        ops::live_head(&c, session, limit).await
+        inbox::live_head(&c, session, limit).await
     }
 
     async fn pending_steers(
@@ -304,7 +305,7 @@ impl InboxStore for PostgresStore {
         limit: usize,
     ) -> StoreResult<Vec<InboxEntry>> {
         let c = self.client().await?;
-        ops::pending_steers(&c, session, after_seq, limit).await
+        inbox::pending_steers(&c, session, after_seq, limit).await
     }
 
     async fn enqueue(&self, session: &SessionId, entry: NewInboxEntry) -> StoreResult<Enqueued> {
@@ -316,7 +317,7 @@ impl InboxStore for PostgresStore {
         )?;
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(map_err)?;
-        let out = ops::enqueue(&tx, session, &entry, &payload).await?;
+        let out = inbox::enqueue(&tx, session, &entry, &payload).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(out)
     }
@@ -329,7 +330,7 @@ impl InboxStore for PostgresStore {
         if !rules::lease_is_current(current.as_ref(), lease) {
             return Err(rules::lease_lost(lease));
         }
-        let live = ops::claimable(&tx, &lease.session_id).await?;
+        let live = inbox::claimable(&tx, &lease.session_id).await?;
         let mut taken = rules::select_claim(&live, lease.fence, &target);
         let orphaned_from = rules::orphaned_from(&taken, lease.fence);
         for e in taken.iter_mut() {
@@ -361,7 +362,7 @@ impl InboxStore for PostgresStore {
     async fn inbox(&self, session: &SessionId) -> StoreResult<Vec<InboxEntry>> {
         let c = self.client().await?;
         ops::require_session(&c, session).await?;
-        ops::live_entries(&c, session).await
+        inbox::live_entries(&c, session).await
     }
 }
 
