@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 
 scripts/install-restate.sh
 scripts/postgres.sh install
+scripts/install-mcp.sh
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -36,7 +36,7 @@ use crate::plugins::{Plugin, PluginSet};
 use crate::restate::admin::{AdminClient, AdminConfig};
 use crate::restate::{DurableOptions, Session, check_object_name};
 use crate::store::{DurabilityTier, SessionStore};
-use crate::tools::{Tool, ToolRegistry};
+use crate::tools::{Tool, ToolRegistry, ToolSource};
 use restate_sdk::endpoint::Builder;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +72,14 @@ pub enum AgentError {
         /// What is wrong.
         message: String,
     },
+    /// A tool source (an MCP server) is misconfigured.
+    #[error("invalid_tool_source: agent '{agent}': {message}")]
+    InvalidToolSource {
+        /// The agent.
+        agent: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The admin API settings cannot make a client.
     #[error("invalid_admin_config: agent '{agent}': {message}")]
     InvalidAdmin {
@@ -95,6 +103,8 @@ pub struct Agent {
     config: EngineConfig,
     durable: DurableOptions,
     admin: AdminConfig,
+    /// A tool source that could not be made (reported when it is built).
+    bad_source: Option<AgentError>,
 }
 
 impl Agent {
@@ -110,6 +120,7 @@ impl Agent {
             clock: clock::system(),
             config: EngineConfig::default(),
             durable: DurableOptions::default(),
+            bad_source: None,
             admin: AdminConfig {
                 timeout: Duration::from_secs(5),
                 ..AdminConfig::new("http://127.0.0.1:9070")
@@ -133,6 +144,40 @@ impl Agent {
     pub fn tool(mut self, tool: Arc<dyn Tool>) -> Self {
         self.tools.register(tool);
         self
+    }
+
+    /// Attaches a tool source: each turn lists its tools in a step of its
+    /// own and offers them as `{source}__{tool}`.
+    pub fn tool_source(mut self, source: Arc<dyn ToolSource>) -> Self {
+        if let Err(message) = crate::tools::source::check_source_name(source.name()) {
+            self.bad_source
+                .get_or_insert(AgentError::InvalidToolSource {
+                    agent: self.name.clone(),
+                    message,
+                });
+        }
+        self.tools.add_source(source);
+        self
+    }
+
+    /// Attaches an MCP server (stdio or streamable HTTP). Its tools are
+    /// offered as `{server}__{tool}`, of class `Unsafe` unless configured;
+    /// a bad configuration fails the build with `invalid_tool_source`.
+    #[cfg(feature = "mcp")]
+    pub fn mcp(self, server: crate::tools::mcp::McpServer) -> Self {
+        match crate::tools::mcp::McpSource::new(server) {
+            Ok(source) => self.tool_source(Arc::new(source)),
+            Err(e) => {
+                let mut agent = self;
+                agent
+                    .bad_source
+                    .get_or_insert(AgentError::InvalidToolSource {
+                        agent: agent.name.clone(),
+                        message: e.to_string(),
+                    });
+                agent
+            }
+        }
     }
 
     /// Replaces the tool set.
@@ -245,12 +290,20 @@ impl Agent {
             return Err(bad("the approval timeout must be positive".into()));
         }
         let known = self.tools.names();
+        // A source's tools are known only once listed: a name with a
+        // source's prefix is taken on trust.
+        let sourced = |t: &str| {
+            self.tools.sources().iter().any(|s| {
+                t.strip_prefix(s.name())
+                    .is_some_and(|r| r.starts_with("__"))
+            })
+        };
         match self
             .config
             .approval
             .tools
             .iter()
-            .find(|t| !known.contains(t))
+            .find(|t| !known.contains(t) && !sourced(t))
         {
             Some(t) => Err(bad(format!(
                 "'{t}' needs approval but is not one of its tools ({})",
@@ -269,6 +322,9 @@ impl Agent {
     /// ([`crate::engine::inline::InlineRunner`]) or a test.
     pub fn runtime(&self) -> Result<Runtime, AgentError> {
         check_object_name(&self.name).map_err(AgentError::InvalidName)?;
+        if let Some(e) = &self.bad_source {
+            return Err(e.clone());
+        }
         self.check_approval()?;
         Ok(Runtime {
             store: self

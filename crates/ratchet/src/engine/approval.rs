@@ -95,13 +95,16 @@ fn read_decision(value: Value) -> Value {
 
 /// Whether a call must wait for approval: the agent's policy names the
 /// tool, the tool says so, or a plugin does. Pure: it runs between steps.
-pub fn required(cx: &TurnCx<'_>, claim: &ClaimRecord, tool: &str, args: &Value) -> bool {
+pub fn required(
+    cx: &TurnCx<'_>,
+    claim: &ClaimRecord,
+    tools: &crate::tools::ToolRegistry,
+    tool: &str,
+    args: &Value,
+) -> bool {
     let rt = cx.rt;
     rt.config.approval.tools.contains(tool)
-        || rt
-            .tools
-            .get(tool)
-            .is_some_and(|t| t.requires_approval(args))
+        || tools.get(tool).is_some_and(|t| t.requires_approval(args))
         || rt
             .plugins
             .iter()

@@ -142,7 +142,20 @@ impl EngineConfig {
             })
             .max()
             .unwrap_or(0);
-        model.max(tool)
+        let source = tools
+            .sources()
+            .iter()
+            .map(|s| {
+                let timeout = s
+                    .timeout()
+                    .map_or(self.tool_timeout_ms, |d| d.as_millis() as u64);
+                s.retry_policy()
+                    .unwrap_or_else(|| self.tool_retry.clone())
+                    .worst_case_ms(timeout)
+            })
+            .max()
+            .unwrap_or(0);
+        model.max(tool).max(source)
     }
 }
 

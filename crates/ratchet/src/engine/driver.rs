@@ -7,7 +7,8 @@ use super::effect_loop::{self, Effects};
 use super::finalize::{self, FinalizeInput};
 use super::prepare::{self, PrepareRecord, Verdict};
 use super::{
-    CancelToken, EngineError, Runtime, TurnCx, TurnRequest, TurnResult, commit, runtime_failure,
+    CancelToken, EngineError, Runtime, TurnCx, TurnRequest, TurnResult, commit, listing,
+    runtime_failure,
 };
 use crate::journal::{Journal, JournalError, JournalTier};
 use crate::model::StopReason;
@@ -107,6 +108,59 @@ pub async fn run_turn(
     .await
 }
 
+/// An accepted input: list the tool sources (when there are any), then the
+/// effect loop with the turn's tools.
+async fn accepted(
+    cx: &TurnCx<'_>,
+    claim: &ClaimRecord,
+    prep: &PrepareRecord,
+) -> Result<Effects, JournalError> {
+    let rt = cx.rt;
+    if rt.tools.sources().is_empty() {
+        return effect_loop::run(cx, claim, prep, &rt.tools, Vec::new())
+            .instrument(tracing::debug_span!("effect_loop"))
+            .await;
+    }
+    let stopped = |outcome, events| Effects {
+        messages: prep
+            .user_message_for(cx.turn, &claim.input)
+            .into_iter()
+            .collect(),
+        usage: Usage::default(),
+        outcome,
+        events,
+        steered: Vec::new(),
+    };
+    let listing = match listing::run(cx, claim)
+        .instrument(tracing::debug_span!("tools"))
+        .await
+    {
+        Ok(listing) => listing,
+        Err(JournalError::Cancelled) => {
+            let why = "the turn was cancelled";
+            return Ok(stopped(
+                TurnOutcome::stopped(StopReason::Cancelled, why),
+                Vec::new(),
+            ));
+        }
+        Err(e) => match runtime_failure(&e) {
+            Some(why) => {
+                let outcome = TurnOutcome::stopped(StopReason::RuntimeError, why);
+                return Ok(stopped(outcome, Vec::new()));
+            }
+            None => return Err(e),
+        },
+    };
+    let (events, stop) = listing::consequences(cx, &listing);
+    if let Some(outcome) = stop {
+        return Ok(stopped(outcome, events));
+    }
+    let tools = rt.tools.for_turn(&listing);
+    effect_loop::run(cx, claim, prep, &tools, events)
+        .instrument(tracing::debug_span!("effect_loop"))
+        .await
+}
+
 /// Prepare, effect loop, finalize, commit, post-persist hooks.
 async fn run_phases(
     cx: &TurnCx<'_>,
@@ -127,11 +181,7 @@ async fn run_phases(
         }
     };
     let effects = match &prep.verdict {
-        Verdict::Accepted => {
-            effect_loop::run(cx, claim, &prep)
-                .instrument(tracing::debug_span!("effect_loop"))
-                .await?
-        }
+        Verdict::Accepted => accepted(cx, claim, &prep).await?,
         Verdict::Rejected { reason, message } => Effects {
             messages: Vec::new(),
             usage: Usage::default(),

@@ -21,6 +21,7 @@ use super::tool_step::{self, ToolRecord};
 use super::{TurnCx, runtime_failure};
 use crate::journal::JournalError;
 use crate::model::{EventKind, Message, Part, Role, StopReason, TurnOutcome, Usage};
+use crate::tools::ToolRegistry;
 
 /// What the effect loop hands to finalize.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +52,8 @@ struct Loop<'c, 'a> {
     cx: &'c TurnCx<'a>,
     claim: &'c ClaimRecord,
     prep: &'c PrepareRecord,
+    /// The turn's tools: the runtime's, plus what its `tools` step listed.
+    tools: &'c ToolRegistry,
     messages: Vec<Message>,
     usage: Usage,
     events: Vec<EventKind>,
@@ -59,22 +62,26 @@ struct Loop<'c, 'a> {
     steer_seq: u64,
 }
 
-/// Runs the effect loop.
+/// Runs the effect loop with the turn's tools; `events` are those the turn
+/// recorded before it (its tool listing's).
 pub async fn run(
     cx: &TurnCx<'_>,
     claim: &ClaimRecord,
     prep: &PrepareRecord,
+    tools: &ToolRegistry,
+    events: Vec<EventKind>,
 ) -> Result<Effects, JournalError> {
     let mut lp = Loop {
         cx,
         claim,
         prep,
+        tools,
         messages: prep
             .user_message_for(cx.turn, &claim.input)
             .into_iter()
             .collect(),
         usage: Usage::default(),
-        events: Vec::new(),
+        events,
         steered: Vec::new(),
         steer_seq: 0,
     };
@@ -166,12 +173,16 @@ impl Loop<'_, '_> {
                         self.push_result(id, "not run: the turn was cancelled", true);
                         Some(cancelled())
                     }
-                    ToolRecord::Unknown => {
+                    ToolRecord::Unknown { lost } => {
                         self.events.push(EventKind::ToolOutcomeUnknown {
                             tool_call_id: id.clone(),
                             name: name.clone(),
                         });
-                        self.push_result(id, tool_step::OUTCOME_UNKNOWN, true);
+                        let text = match &lost {
+                            None => tool_step::OUTCOME_UNKNOWN.to_string(),
+                            Some(why) => tool_step::outcome_lost(why),
+                        };
+                        self.push_result(id, &text, true);
                         None
                     }
                     ToolRecord::Fatal { message } => {
@@ -243,7 +254,7 @@ impl Loop<'_, '_> {
         name: &str,
         args: &serde_json::Value,
     ) -> Result<Gate, JournalError> {
-        if !approval::required(self.cx, self.claim, name, args) {
+        if !approval::required(self.cx, self.claim, self.tools, name, args) {
             return Ok(Gate::Run);
         }
         let (stop, why) = match approval::run(self.cx, self.claim, i, id, name, args).await {
@@ -310,6 +321,7 @@ impl Loop<'_, '_> {
             iteration: i,
             messages: &self.messages,
             steer_seq: self.steer_seq,
+            tools: self.tools,
         };
         model_step::run(self.cx, call).await
     }
@@ -327,6 +339,7 @@ impl Loop<'_, '_> {
             call_id,
             name,
             args,
+            tools: self.tools,
         };
         tool_step::run(self.cx, call).await
     }

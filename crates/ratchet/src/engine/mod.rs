@@ -20,6 +20,7 @@ pub mod driver;
 pub mod effect_loop;
 pub mod finalize;
 pub mod inline;
+mod listing;
 mod model_step;
 pub mod pending;
 pub mod prepare;

@@ -60,6 +60,8 @@ pub struct ModelCall<'c> {
     pub messages: &'c [Message],
     /// FIFO position of the last steer the turn took (0: none).
     pub steer_seq: u64,
+    /// The turn's tools.
+    pub tools: &'c crate::tools::ToolRegistry,
 }
 
 /// Runs step `model:{i}`: takes pending steers, assembles the context from
@@ -73,8 +75,9 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
         iteration: i,
         messages,
         steer_seq,
+        tools,
     } = call;
-    let tool_names = rt.tools.names();
+    let tool_names = tools.names();
     let hash = input_hash(&("model", claim.base_version, i, messages, &tool_names))?;
     let mut turn_messages = messages.to_vec();
     cx.step(StepName::Model(i), &hash, async move {
@@ -105,7 +108,7 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
         }
         let request = ModelRequest {
             messages,
-            tools: rt.tools.specs(),
+            tools: tools.specs(),
             iteration: i,
         };
         let policy = &rt.config.provider_retry;

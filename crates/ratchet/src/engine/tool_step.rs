@@ -26,8 +26,13 @@ pub enum ToolRecord {
     Output(ToolOutput),
     /// The call was in flight when the process running it stopped, and its
     /// tool is `Unsafe`: it is not run again, and the model is told its
-    /// outcome is unknown.
-    Unknown,
+    /// outcome is unknown. Also a call whose answer was lost mid-call
+    /// (`ToolError::OutcomeUnknown`), with why.
+    Unknown {
+        /// Why the outcome is unknown, when it is not the process stopping.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lost: Option<String>,
+    },
     /// The tool failed fatally.
     Fatal {
         /// Why.
@@ -35,6 +40,14 @@ pub enum ToolRecord {
     },
     /// The turn was cancelled before the call.
     Cancelled,
+}
+
+/// What the model reads for an `Unknown` call whose answer was lost.
+pub fn outcome_lost(why: &str) -> String {
+    format!(
+        "outcome unknown: {why}; the tool is unsafe to repeat, so it was not run again; it may \
+         or may not have taken effect"
+    )
 }
 
 /// What the model reads for an `Unknown` call.
@@ -54,6 +67,8 @@ pub struct ToolCall<'c> {
     pub name: &'c str,
     /// Its arguments.
     pub args: &'c serde_json::Value,
+    /// The turn's tools.
+    pub tools: &'c crate::tools::ToolRegistry,
 }
 
 /// Runs step `tool:{i}:{call_id}`.
@@ -65,6 +80,7 @@ pub async fn run(cx: &TurnCx<'_>, call: ToolCall<'_>) -> Result<ToolRecord, Jour
         call_id,
         name,
         args,
+        tools,
     } = call;
     let hash = input_hash(&("tool", name, args))?;
     let step = StepName::Tool {
@@ -76,7 +92,7 @@ pub async fn run(cx: &TurnCx<'_>, call: ToolCall<'_>) -> Result<ToolRecord, Jour
         if cx.cancel.is_cancelled() {
             return Ok(ToolRecord::Cancelled);
         }
-        let class = rt.tools.class(name);
+        let class = tools.class(name);
         if class == Some(IdempotencyClass::Unsafe) {
             let key = format!("started:{}:{call_id}", cx.turn);
             let starts = rt
@@ -90,7 +106,7 @@ pub async fn run(cx: &TurnCx<'_>, call: ToolCall<'_>) -> Result<ToolRecord, Jour
                     call_id,
                     "unsafe call was in flight; not run again"
                 );
-                return Ok(ToolRecord::Unknown);
+                return Ok(ToolRecord::Unknown { lost: None });
             }
         }
         let ctx = ToolContext {
@@ -101,12 +117,12 @@ pub async fn run(cx: &TurnCx<'_>, call: ToolCall<'_>) -> Result<ToolRecord, Jour
             notes: Arc::new(StoreNotes::new(rt.store.clone(), cx.session.clone())),
             clock: rt.clock.clone(),
         };
-        let timeout_ms = rt.tools.timeout_ms(name, rt.config.tool_timeout_ms);
-        let policy = rt.tools.retry_policy(name, &rt.config.tool_retry);
+        let timeout_ms = tools.timeout_ms(name, rt.config.tool_timeout_ms);
+        let policy = tools.retry_policy(name, &rt.config.tool_retry);
         let attempts = policy.attempts.max(1);
         // A timed-out call may have taken effect: retried only when the
         // class allows. A retryable error is the tool's word that it did not.
-        let retry_timeouts = rt.tools.retry_safe(name);
+        let retry_timeouts = tools.retry_safe(name);
         let mut backoff = policy.initial_backoff_ms;
         let mut attempt = 0;
         loop {
@@ -117,7 +133,7 @@ pub async fn run(cx: &TurnCx<'_>, call: ToolCall<'_>) -> Result<ToolRecord, Jour
                     .await
                     .map_err(step_err)?;
             }
-            let call = rt.tools.invoke(&ctx, name, args.clone());
+            let call = tools.invoke(&ctx, name, args.clone());
             let why = match tokio::time::timeout(Duration::from_millis(timeout_ms), call).await {
                 Ok(Ok(out)) => return Ok(ToolRecord::Output(out)),
                 Ok(Err(ToolError::Retryable(m))) if attempt < attempts => m,
@@ -125,6 +141,10 @@ pub async fn run(cx: &TurnCx<'_>, call: ToolCall<'_>) -> Result<ToolRecord, Jour
                     return Ok(ToolRecord::Output(ToolOutput::error(format!(
                         "failed after {attempt} attempt(s): {m}"
                     ))));
+                }
+                Ok(Err(ToolError::OutcomeUnknown(m))) => {
+                    tracing::warn!(tool = name, call_id, error = %m, "call's answer lost; not repeated");
+                    return Ok(ToolRecord::Unknown { lost: Some(m) });
                 }
                 Ok(Err(e)) => {
                     return Ok(ToolRecord::Fatal {

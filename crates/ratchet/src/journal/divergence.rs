@@ -95,6 +95,7 @@ fn parts(name: &StepName) -> Vec<(&'static str, String)> {
     let (phase, iteration, call) = match name.base() {
         StepName::Claim => ("claim", None, None),
         StepName::Prepare => ("prepare", None, None),
+        StepName::Tools => ("tools", None, None),
         StepName::Model(i) => ("model", Some(*i), None),
         StepName::Tool { iteration, call } => ("tool", Some(*iteration), Some(call.clone())),
         StepName::Approval { iteration, call } => {

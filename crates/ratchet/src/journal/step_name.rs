@@ -14,6 +14,8 @@ pub enum StepName {
     Claim,
     /// Phase 2: verdict and context plan.
     Prepare,
+    /// After prepare, for an agent with tool sources: what each offered.
+    Tools,
     /// The `i`th model call of the effect loop.
     Model(u32),
     /// A tool call the `iteration`th model call asked for.
@@ -111,6 +113,7 @@ impl fmt::Display for StepName {
         match self {
             StepName::Claim => f.write_str("claim"),
             StepName::Prepare => f.write_str("prepare"),
+            StepName::Tools => f.write_str("tools"),
             StepName::Model(i) => write!(f, "model:{i}"),
             StepName::Tool { iteration, call } => write!(f, "tool:{iteration}:{call}"),
             StepName::Approval { iteration, call } => write!(f, "approval:{iteration}:{call}"),
@@ -147,6 +150,7 @@ impl FromStr for StepName {
         match s {
             "claim" => return Ok(StepName::Claim),
             "prepare" => return Ok(StepName::Prepare),
+            "tools" => return Ok(StepName::Tools),
             "finalize" => return Ok(StepName::Finalize),
             "commit" => return Ok(StepName::Commit),
             "settle" => return Ok(StepName::Settle),
@@ -185,6 +189,7 @@ mod tests {
         for step in [
             StepName::Claim,
             StepName::Prepare,
+            StepName::Tools,
             StepName::Model(3),
             tool.clone(),
             StepName::Finalize,

@@ -83,6 +83,14 @@ pub enum EventKind {
         /// The tool.
         name: String,
     },
+    /// A tool source (an MCP server) could not be listed at the start of
+    /// the turn: its tools were not offered.
+    ToolSourceUnavailable {
+        /// The source.
+        source: String,
+        /// Why.
+        message: String,
+    },
     /// A pending tool's result arrived, or its wait expired.
     ToolCompleted {
         /// The call.

@@ -3,11 +3,15 @@
 //! built-ins `calculator`, `clock` and `notes`.
 
 mod builtin;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 mod registry;
 pub mod schema;
+pub mod source;
 
 pub use builtin::{Calculator, ClockTool, Notes, builtin_registry};
 pub use registry::ToolRegistry;
+pub use source::{ListedSource, SourceTool, ToolListing, ToolSource};
 
 use crate::clock::SharedClock;
 use crate::model::SessionId;
@@ -167,6 +171,12 @@ pub enum ToolError {
     /// policy, whatever its class; out of attempts, the model is told.
     #[error("{0}")]
     Retryable(String),
+    /// The request went out but its answer was lost (the connection to a
+    /// remote tool closed mid-call), and the tool is not safe to repeat:
+    /// the call is not retried, the model is told its outcome is unknown,
+    /// and a `tool_outcome_unknown` event records it.
+    #[error("{0}")]
+    OutcomeUnknown(String),
 }
 
 /// A tool the model can call.

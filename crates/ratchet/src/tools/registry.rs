@@ -2,7 +2,7 @@
 //! schemas, and turns every failure the model can recover from into an
 //! error result the model sees.
 
-use super::{Tool, ToolContext, ToolError, ToolOutput, schema};
+use super::{Tool, ToolContext, ToolError, ToolOutput, ToolSource, schema};
 use crate::llm::ToolSpec;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,6 +11,8 @@ use std::sync::Arc;
 #[derive(Clone, Default)]
 pub struct ToolRegistry {
     tools: BTreeMap<String, Arc<dyn Tool>>,
+    /// Sources whose tools each turn lists (`source.rs`).
+    sources: Vec<Arc<dyn ToolSource>>,
 }
 
 impl ToolRegistry {
@@ -29,6 +31,19 @@ impl ToolRegistry {
     pub fn with(mut self, tool: Arc<dyn Tool>) -> Self {
         self.register(tool);
         self
+    }
+
+    /// Attaches a tool source (an MCP server): each turn lists its tools in
+    /// a step of its own. A source of the same name is replaced.
+    pub fn add_source(&mut self, source: Arc<dyn ToolSource>) -> &mut Self {
+        self.sources.retain(|s| s.name() != source.name());
+        self.sources.push(source);
+        self
+    }
+
+    /// The attached sources, in the order attached.
+    pub fn sources(&self) -> &[Arc<dyn ToolSource>] {
+        &self.sources
     }
 
     /// Looks a tool up.
@@ -87,8 +102,9 @@ impl ToolRegistry {
     }
 
     /// Runs a call. Unknown tools, bad arguments and ordinary tool failures
-    /// come back as error results; only `ToolError::Fatal` and
-    /// `ToolError::Retryable` (for the step to retry) are an `Err`.
+    /// come back as error results; only `ToolError::Fatal`,
+    /// `ToolError::Retryable` (for the step to retry) and
+    /// `ToolError::OutcomeUnknown` are an `Err`.
     pub async fn invoke(
         &self,
         ctx: &ToolContext,
@@ -108,7 +124,9 @@ impl ToolRegistry {
         }
         match tool.call(ctx, args).await {
             Ok(out) => Ok(out),
-            Err(e @ (ToolError::Fatal(_) | ToolError::Retryable(_))) => Err(e),
+            Err(
+                e @ (ToolError::Fatal(_) | ToolError::Retryable(_) | ToolError::OutcomeUnknown(_)),
+            ) => Err(e),
             Err(e) => Ok(ToolOutput::error(e.to_string())),
         }
     }
