@@ -13,6 +13,15 @@
 //! [agent.model_options]            # openai: and anthropic: models (see models.rs)
 //! temperature = 0.2
 //! max_tokens = 1024
+//! [[agent.mcp]]                    # an MCP server over stdio; tools offered as files__<tool>
+//! name = "files"
+//! command = "npx"
+//! args = ["@modelcontextprotocol/server-filesystem", "/srv/data"]
+//! tool_idempotency = { read_file = "pure" }   # every other tool: idempotency = "unsafe"
+//! [[agent.mcp]]                    # one over streamable HTTP
+//! name = "search"
+//! url = "https://mcp.example.com/mcp"
+//! bearer_token_env = "SEARCH_MCP_TOKEN"
 //! ```
 
 use crate::StoreArgs;
@@ -21,6 +30,7 @@ use ratchet::Agent;
 use ratchet::engine::Runtime;
 use ratchet::restate::{DEFAULT_OBJECT_NAME, check_object_name};
 use ratchet::store::prelude::*;
+use ratchet::tools::mcp::McpSource;
 use ratchet::tools::{ToolRegistry, builtin_registry};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -49,6 +59,9 @@ struct AgentSpec {
     approve_tools: Option<Vec<String>>,
     /// Options of an `openai:` or `anthropic:` model.
     model_options: Option<crate::models::ModelOptions>,
+    /// MCP servers whose tools the agent offers.
+    #[serde(default)]
+    mcp: Vec<ratchet::tools::mcp::McpServer>,
 }
 
 /// The agents to serve on `store`: the file's, or the flags' one.
@@ -89,10 +102,15 @@ fn agent_from(name: &str, rt: &Runtime) -> Agent {
 }
 
 fn agent_of(spec: AgentSpec, base: &Runtime) -> Result<Agent> {
-    let tools = match &spec.tools {
+    let mut tools = match &spec.tools {
         None => builtin_registry(),
         Some(names) => pick_tools(&spec.name, names)?,
     };
+    for server in &spec.mcp {
+        let source =
+            McpSource::new(server.clone()).with_context(|| format!("agent '{}'", spec.name))?;
+        tools.add_source(Arc::new(source));
+    }
     let model = match &spec.model {
         None => base.model.clone(),
         Some(m) => crate::models::model_from_spec(m, &tools, spec.model_options.as_ref())
@@ -117,11 +135,14 @@ fn agent_of(spec: AgentSpec, base: &Runtime) -> Result<Agent> {
     if let Some(names) = spec.approve_tools {
         config.approval.tools = names.into_iter().collect();
     }
-    Ok(Agent::new(spec.name)
+    let agent = Agent::new(&spec.name)
         .store(base.store.clone())
         .model(model)
         .tools(tools)
-        .config(config))
+        .config(config);
+    // Built once here so a bad agent fails at start-up, with its name.
+    agent.runtime()?;
+    Ok(agent)
 }
 
 fn pick_tools(agent: &str, names: &[String]) -> Result<ToolRegistry> {

@@ -141,7 +141,7 @@ pub fn model_from_spec(
         let unknown: Vec<String> = script
             .tool_names()
             .into_iter()
-            .filter(|n| !known.contains(n))
+            .filter(|n| !tools.may_offer(n))
             .collect();
         if !unknown.is_empty() {
             bail!(

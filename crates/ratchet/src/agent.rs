@@ -292,18 +292,12 @@ impl Agent {
         let known = self.tools.names();
         // A source's tools are known only once listed: a name with a
         // source's prefix is taken on trust.
-        let sourced = |t: &str| {
-            self.tools.sources().iter().any(|s| {
-                t.strip_prefix(s.name())
-                    .is_some_and(|r| r.starts_with("__"))
-            })
-        };
         match self
             .config
             .approval
             .tools
             .iter()
-            .find(|t| !known.contains(t) && !sourced(t))
+            .find(|t| !self.tools.may_offer(t))
         {
             Some(t) => Err(bad(format!(
                 "'{t}' needs approval but is not one of its tools ({})",

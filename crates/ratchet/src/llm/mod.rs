@@ -7,6 +7,7 @@
 mod anthropic;
 pub mod delta;
 mod demo;
+#[cfg(any(feature = "openai", feature = "anthropic"))]
 mod http;
 #[cfg(feature = "openai")]
 mod openai;

@@ -46,6 +46,17 @@ impl ToolRegistry {
         &self.sources
     }
 
+    /// Whether a turn may offer a tool of this name: a registered tool, or
+    /// one with an attached source's prefix (`{source}__`), which only its
+    /// listing can confirm.
+    pub fn may_offer(&self, name: &str) -> bool {
+        self.tools.contains_key(name)
+            || self.sources.iter().any(|s| {
+                name.strip_prefix(s.name())
+                    .is_some_and(|rest| rest.len() > 2 && rest.starts_with("__"))
+            })
+    }
+
     /// Looks a tool up.
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Tool>> {
         self.tools.get(name)
