@@ -252,9 +252,13 @@ pub async fn dispatch(command: Command) -> Result<()> {
             retry_max_attempts,
             on_max_attempts,
             inactivity_timeout_ms,
+            http,
+            http_token,
         } => {
             let settings = crate::serve::ServeSettings {
                 listen,
+                http,
+                http_token,
                 agents,
                 admin: admin_access.config(),
                 identity_keys,

@@ -440,6 +440,14 @@ enum Command {
         /// step's budget, so no step within its own timeouts is cut.
         #[arg(long, default_value_t = 10_000, env = "RATCHET_INACTIVITY_TIMEOUT_MS")]
         inactivity_timeout_ms: u64,
+        /// Also serve the observation API on this address (HTTP/1.1):
+        /// `GET /sessions/{id}/events` (Server-Sent Events, resumable with
+        /// Last-Event-ID) and `GET /sessions/{id}` (the view as JSON).
+        #[arg(long, env = "RATCHET_HTTP")]
+        http: Option<std::net::SocketAddr>,
+        /// A bearer token the observation API requires.
+        #[arg(long, env = "RATCHET_HTTP_TOKEN", hide_env_values = true)]
+        http_token: Option<String>,
     },
     /// Replay a recorded turn against this build, every effect served from
     /// the recording; print `replay ok` or the first divergent step.

@@ -14,6 +14,10 @@ use std::time::Duration;
 pub struct ServeSettings {
     /// Where to listen.
     pub listen: SocketAddr,
+    /// Where the observation API listens, if anywhere.
+    pub http: Option<SocketAddr>,
+    /// The bearer token it requires, if any.
+    pub http_token: Option<String>,
     /// The agents file, if any.
     pub agents: Option<std::path::PathBuf>,
     /// The Restate admin API (`cancel`).
@@ -103,6 +107,33 @@ pub async fn serve(args: &StoreArgs, settings: ServeSettings) -> Result<()> {
             "the durable tier needs a durable store; every turn will be refused"
         );
     }
+    let observe = match settings.http {
+        None => None,
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--http)"))?;
+            let mut api = ratchet::observe::ObserveApi::new(store.clone());
+            match settings.http_token.as_deref() {
+                Some("") => bail!("--http-token is empty"),
+                Some(token) => api = api.bearer_token(token),
+                None if !addr.ip().is_loopback() => tracing::warn!(
+                    %addr,
+                    "the observation API listens beyond loopback without --http-token: anyone who can reach it reads every session"
+                ),
+                None => {}
+            }
+            let at = listener.local_addr()?;
+            Some((
+                at,
+                tokio::spawn(ratchet::observe::serve_observe(
+                    api,
+                    listener,
+                    ratchet::restate::termination(),
+                )),
+            ))
+        }
+    };
     for agent in crate::agents::load(settings.agents.as_deref(), store, args)? {
         let agent = agent
             .admin(settings.admin.clone())
@@ -129,6 +160,10 @@ pub async fn serve(args: &StoreArgs, settings: ServeSettings) -> Result<()> {
     let addr = listener.local_addr()?;
     // One line on stdout tells a supervisor (or a test) where we listen.
     println!("ratchet serve listening on {addr}");
+    if let Some((at, _)) = &observe {
+        // After the endpoint's line, which supervisors read first.
+        println!("ratchet http (observation API) on {at}");
+    }
     tracing::info!(%addr, "serving the Restate endpoint");
     let report = ratchet::restate::serve(
         builder.build(),
@@ -137,6 +172,9 @@ pub async fn serve(args: &StoreArgs, settings: ServeSettings) -> Result<()> {
         settings.shutdown_timeout,
     )
     .await;
+    if let Some((_, task)) = observe {
+        task.abort();
+    }
     let cut = report.open - report.finished;
     // Always said, whatever the log level: a supervisor's record of the stop.
     eprintln!(

@@ -64,6 +64,8 @@ macro_rules! codes {
 codes! {
     /// The request is malformed.
     InvalidRequest = "invalid_request" => 400, false;
+    /// A bearer token is required and was not given (or is wrong).
+    Unauthorized = "unauthorized" => 401, false;
     /// An input refused at the door: its ids, content or commands.
     InvalidInput = "invalid_input" => 400, false;
     /// A store argument is empty or malformed.

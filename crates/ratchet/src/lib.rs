@@ -19,6 +19,7 @@ pub mod hash;
 pub mod journal;
 pub mod llm;
 pub mod model;
+pub mod observe;
 pub mod plugins;
 pub mod restate;
 pub mod secrets;

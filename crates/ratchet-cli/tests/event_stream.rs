@@ -1,0 +1,214 @@
+//! The observation API (`ratchet::observe`) on a real SQLite store, served
+//! on a free loopback port and read over real HTTP: the event stream
+//! (Server-Sent Events) follows a session live, resumes exactly after
+//! `Last-Event-ID`, the view is JSON, a bearer token guards both, and bad
+//! requests get typed errors.
+
+mod support;
+
+use ratchet::engine::CancelToken;
+use ratchet::model::{SessionId, TurnInput};
+use ratchet::observe::{ObserveApi, serve_observe};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const TOKEN: &str = "observe-token-5b2e9c71";
+
+struct Rig {
+    runner: ratchet::engine::inline::InlineRunner,
+    base: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn rig() -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::sqlite_in(dir.path(), "observe.db");
+    let script = json!({"every_turn": [
+        {"tool_calls": [{"id": "c0", "name": "calculator", "arguments": {"expression": "6*7"}}]},
+        {"text": "42"}
+    ]});
+    let runner = support::runner(support::scripted_runtime(store.clone(), script));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let api = ObserveApi::new(store)
+        .bearer_token(TOKEN)
+        .poll_interval(Duration::from_millis(20));
+    tokio::spawn(serve_observe(api, listener, std::future::pending()));
+    Rig {
+        runner,
+        base,
+        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        _dir: dir,
+    }
+}
+
+impl Rig {
+    async fn turn(&self, session: &str, input_id: &str) {
+        let session = SessionId::new(session).unwrap();
+        let input = TurnInput::text("6*7?").with_input_id(input_id);
+        self.runner
+            .turn(&session, input, &CancelToken::new())
+            .await
+            .unwrap();
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+    }
+}
+
+/// One SSE event: (id, event name, data).
+type Frame = (u64, String, Value);
+
+/// Reads `n` events from an open stream (comments and `retry:` skipped).
+async fn read_events(resp: &mut reqwest::Response, buf: &mut String, n: usize) -> Vec<Frame> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let (mut id, mut event, mut data) = (None, String::new(), None);
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.parse().ok();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    event = v.to_string();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(v).ok();
+                }
+            }
+            if let (Some(id), Some(data)) = (id, data) {
+                out.push((id, event, data));
+            }
+        }
+        if out.len() >= n {
+            break;
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    out
+}
+
+fn names(frames: &[Frame]) -> Vec<&str> {
+    frames.iter().map(|f| f.1.as_str()).collect()
+}
+
+#[tokio::test]
+async fn the_stream_follows_a_session_live_and_resumes_exactly_after_last_event_id() {
+    let rig = rig().await;
+    rig.turn("s", "in-1").await;
+    let mut resp = rig.get("/sessions/s/events").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut buf = String::new();
+    let first = read_events(&mut resp, &mut buf, 3).await;
+    assert_eq!(
+        names(&first),
+        ["turn_started", "tool_executed", "turn_committed"]
+    );
+    assert_eq!(
+        first.iter().map(|f| f.0).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "ids are the log's positions"
+    );
+    assert_eq!(first[1].2["name"], "calculator");
+    assert_eq!(
+        first[0].2["id"], "turn-in-1:0",
+        "the store's event id rides along"
+    );
+
+    // The open stream follows the session: the next turn's events arrive.
+    rig.turn("s", "in-2").await;
+    let live = read_events(&mut resp, &mut buf, 3).await;
+    assert_eq!(live.iter().map(|f| f.0).collect::<Vec<_>>(), [4, 5, 6]);
+    assert_eq!(live[2].2["version"], 2);
+    drop(resp);
+
+    // A reconnect after event 2 gets 3.. and nothing before.
+    let mut again = rig
+        .get("/sessions/s/events")
+        .header("Last-Event-ID", "2")
+        .send()
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    let resumed = read_events(&mut again, &mut buf, 4).await;
+    assert_eq!(
+        resumed.iter().map(|f| f.0).collect::<Vec<_>>(),
+        [3, 4, 5, 6]
+    );
+    let mut by_query = rig.get("/sessions/s/events?after=5").send().await.unwrap();
+    let mut buf = String::new();
+    assert_eq!(read_events(&mut by_query, &mut buf, 1).await[0].0, 6);
+
+    // A stream opened before a session exists waits for its first event.
+    let mut early = rig.get("/sessions/later/events").send().await.unwrap();
+    assert_eq!(early.status(), 200);
+    rig.turn("later", "in-1").await;
+    let mut buf = String::new();
+    assert_eq!(
+        read_events(&mut early, &mut buf, 1).await[0].1,
+        "turn_started"
+    );
+}
+
+#[tokio::test]
+async fn the_view_is_json_and_bad_requests_get_typed_errors() {
+    let rig = rig().await;
+    rig.turn("agent/k1", "in-1").await;
+    for path in ["/sessions/agent/k1", "/sessions/agent%2Fk1"] {
+        let resp = rig.get(path).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let view: Value = resp.json().await.unwrap();
+        assert_eq!(view["head"]["version"], 1, "{view}");
+        assert_eq!(view["recent_messages"].as_array().unwrap().len(), 4);
+    }
+    let check = |resp: reqwest::Response, status: u16, code: &'static str| async move {
+        assert_eq!(resp.status().as_u16(), status);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], code, "{body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    };
+    let url = |p: &str| format!("{}{p}", rig.base);
+    check(
+        rig.http
+            .get(url("/sessions/s/events"))
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    let wrong = rig.http.get(url("/sessions/agent/k1")).bearer_auth("nope");
+    check(wrong.send().await.unwrap(), 401, "unauthorized").await;
+    check(
+        rig.get("/sessions/nobody").send().await.unwrap(),
+        404,
+        "unknown_session",
+    )
+    .await;
+    check(
+        rig.get("/sessions/").send().await.unwrap(),
+        400,
+        "invalid_request",
+    )
+    .await;
+    check(
+        rig.get("/elsewhere").send().await.unwrap(),
+        404,
+        "invalid_request",
+    )
+    .await;
+    let bad_id = rig.get("/sessions/s/events").header("Last-Event-ID", "abc");
+    check(bad_id.send().await.unwrap(), 400, "invalid_request").await;
+    let post = rig.http.post(url("/sessions/s")).bearer_auth(TOKEN);
+    check(post.send().await.unwrap(), 405, "invalid_request").await;
+}
