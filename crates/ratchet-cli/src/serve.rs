@@ -136,6 +136,7 @@ pub async fn serve(args: &StoreArgs, settings: ServeSettings) -> Result<()> {
     };
     for agent in crate::agents::load(settings.agents.as_deref(), store, args)? {
         let agent = agent
+            .live_events(settings.http.is_some())
             .admin(settings.admin.clone())
             .durable_options(settings.durable.clone());
         tracing::info!(agent = agent.name(), "binding agent");

@@ -9,7 +9,9 @@ mod support;
 use ratchet::engine::CancelToken;
 use ratchet::model::{SessionId, TurnInput};
 use ratchet::observe::{ObserveApi, serve_observe};
+use ratchet::tools::{IdempotencyClass, Tool, ToolContext, ToolError, ToolOutput};
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::time::Duration;
 
 const TOKEN: &str = "observe-token-5b2e9c71";
@@ -211,4 +213,128 @@ async fn the_view_is_json_and_bad_requests_get_typed_errors() {
     check(bad_id.send().await.unwrap(), 400, "invalid_request").await;
     let post = rig.http.post(url("/sessions/s")).bearer_auth(TOKEN);
     check(post.send().await.unwrap(), 405, "invalid_request").await;
+}
+
+/// A tool whose second call waits until released (or forever).
+struct Gate {
+    calls: std::sync::atomic::AtomicUsize,
+    release: Arc<tokio::sync::Notify>,
+    hang: bool,
+}
+
+#[async_trait::async_trait]
+impl Tool for Gate {
+    fn name(&self) -> &str {
+        "gate"
+    }
+    fn description(&self) -> &str {
+        "waits at its second call"
+    }
+    fn parameters(&self) -> Value {
+        json!({"type": "object"})
+    }
+    fn idempotency(&self) -> IdempotencyClass {
+        IdempotencyClass::Idempotent
+    }
+    async fn call(&self, _ctx: &ToolContext, _args: Value) -> Result<ToolOutput, ToolError> {
+        let n = 1 + self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n == 2 {
+            if self.hang {
+                std::future::pending::<()>().await;
+            }
+            self.release.notified().await;
+        }
+        Ok(ToolOutput::text(format!("call {n}")))
+    }
+}
+
+/// A rig whose agent appends events live, with the gate tool.
+async fn live_rig(hang: bool) -> (Rig, Arc<tokio::sync::Notify>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::sqlite_in(dir.path(), "live.db");
+    let script = json!({"every_turn": [
+        {"tool_calls": [{"id": "c0", "name": "gate", "arguments": {}}]},
+        {"tool_calls": [{"id": "c1", "name": "gate", "arguments": {}}]},
+        {"text": "done"}
+    ]});
+    let mut rt = support::scripted_runtime(store.clone(), script);
+    rt.config.live_events = true;
+    let release = Arc::new(tokio::sync::Notify::new());
+    rt.tools.register(Arc::new(Gate {
+        calls: Default::default(),
+        release: release.clone(),
+        hang,
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let api = ObserveApi::new(store)
+        .bearer_token(TOKEN)
+        .poll_interval(Duration::from_millis(20));
+    tokio::spawn(serve_observe(api, listener, std::future::pending()));
+    let rig = Rig {
+        runner: support::runner(rt),
+        base,
+        http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        _dir: dir,
+    };
+    (rig, release)
+}
+
+#[tokio::test]
+async fn with_live_events_a_step_s_event_streams_before_the_commit_and_only_once() {
+    let (rig, release) = live_rig(false).await;
+    let mut resp = rig.get("/sessions/s/events").send().await.unwrap();
+    let mut buf = String::new();
+    let turn = rig.turn("s", "in-1");
+    let watch = async {
+        // The turn waits in its second tool call: what came so far came
+        // from its steps, not its commit.
+        let early = read_events(&mut resp, &mut buf, 2).await;
+        release.notify_one();
+        let rest = read_events(&mut resp, &mut buf, 2).await;
+        (early, rest)
+    };
+    let ((), (early, rest)) = tokio::join!(turn, watch);
+    assert_eq!(names(&early), ["turn_started", "tool_executed"]);
+    assert_eq!(early[1].2["tool_call_id"], "c0");
+    assert_eq!(early[1].2["id"], "turn-in-1:tool:0:c0", "the step's id");
+    assert_eq!(names(&rest), ["tool_executed", "turn_committed"]);
+    let ids: Vec<u64> = early.iter().chain(&rest).map(|f| f.0).collect();
+    assert_eq!(
+        ids,
+        [1, 2, 3, 4],
+        "the commit adds only what the steps did not"
+    );
+}
+
+#[tokio::test]
+async fn a_turn_cut_mid_flight_and_resumed_streams_each_event_once() {
+    let (rig, _release) = live_rig(true).await;
+    let session = SessionId::new("s").unwrap();
+    let input = TurnInput::text("go").with_input_id("in-1");
+    let cancel = CancelToken::new();
+    let mut resp = rig.get("/sessions/s/events").send().await.unwrap();
+    let mut buf = String::new();
+    tokio::select! {
+        r = rig.runner.turn(&session, input, &cancel) => panic!("the turn ended: {r:?}"),
+        seen = read_events(&mut resp, &mut buf, 2) => {
+            assert_eq!(names(&seen), ["turn_started", "tool_executed"]);
+        }
+    }
+    // The turn's future is dropped mid-call, as when its process dies;
+    // resumed, it replays the first call's step and runs the second again
+    // (which now answers: the gate hangs only on its second call).
+    let done = rig.runner.resume(&session, true).await.unwrap();
+    assert_eq!(done.len(), 1);
+    let rest = read_events(&mut resp, &mut buf, 2).await;
+    assert_eq!(names(&rest), ["tool_executed", "turn_committed"]);
+    assert_eq!(rest[0].2["tool_call_id"], "c1");
+    let mut again = rig.get("/sessions/s/events").send().await.unwrap();
+    let mut buf = String::new();
+    let all = read_events(&mut again, &mut buf, 4).await;
+    let calls: Vec<&str> = all
+        .iter()
+        .filter_map(|f| f.2["tool_call_id"].as_str())
+        .collect();
+    assert_eq!(calls, ["c0", "c1"], "each call's event once");
 }

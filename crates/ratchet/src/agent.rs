@@ -198,6 +198,13 @@ impl Agent {
         self
     }
 
+    /// Appends each effect's event as its step runs, not at the commit
+    /// (`EngineConfig::live_events`): for an event stream's followers.
+    pub fn live_events(mut self, on: bool) -> Self {
+        self.config.live_events = on;
+        self
+    }
+
     /// Model calls per turn before it stops `MaxTurns`.
     pub fn max_iterations(mut self, n: u32) -> Self {
         self.config.max_iterations = n;

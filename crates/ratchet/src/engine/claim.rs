@@ -118,6 +118,14 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
                         commands.push(c.clone());
                     }
                 }
+                if rt.config.live_events {
+                    // The commit's own first event, by its id ({turn}:0),
+                    // so the commit's append of it adds nothing.
+                    let kind = crate::model::EventKind::TurnStarted {
+                        turn_index: head.version,
+                    };
+                    super::append_live(cx, "0", kind).await?;
+                }
                 Ok(ClaimRecord {
                     turn_id: cx.turn.to_string(),
                     base_version: head.version,

@@ -57,6 +57,13 @@ pub struct EngineConfig {
     /// (`SessionStore::count_effect`): what failure tests check "ran once"
     /// against. Off by default: it is a store write per effect.
     pub effect_ledger: bool,
+    /// Append each effect's event (`tool_executed`, `tool_outcome_unknown`,
+    /// `steered`) inside the step that makes it, so a follower of the event
+    /// stream sees it as it happens rather than at the commit (a store write
+    /// per effect; the commit then leaves those out). Ids are the step's, so
+    /// a step run again appends nothing twice. On with `ratchet serve --http`.
+    #[serde(default)]
+    pub live_events: bool,
     /// Tool calls that wait for a person's approval before they run.
     #[serde(default)]
     pub approval: ApprovalPolicy,
@@ -104,6 +111,7 @@ impl Default for EngineConfig {
             },
             max_step_record_bytes: 256 * 1024,
             effect_ledger: false,
+            live_events: false,
             approval: ApprovalPolicy::default(),
         }
     }

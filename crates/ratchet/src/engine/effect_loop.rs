@@ -174,10 +174,12 @@ impl Loop<'_, '_> {
                         Some(cancelled())
                     }
                     ToolRecord::Unknown { lost } => {
-                        self.events.push(EventKind::ToolOutcomeUnknown {
-                            tool_call_id: id.clone(),
-                            name: name.clone(),
-                        });
+                        if !self.cx.rt.config.live_events {
+                            self.events.push(EventKind::ToolOutcomeUnknown {
+                                tool_call_id: id.clone(),
+                                name: name.clone(),
+                            });
+                        }
                         let text = match &lost {
                             None => tool_step::OUTCOME_UNKNOWN.to_string(),
                             Some(why) => tool_step::outcome_lost(why),
@@ -193,6 +195,9 @@ impl Loop<'_, '_> {
                         ))
                     }
                     ToolRecord::Output(started) => {
+                        // The tool step appended its event already, unless
+                        // the result came later.
+                        let live = self.cx.rt.config.live_events && started.pending.is_none();
                         let out = match &started.pending {
                             None => started,
                             Some(p) => {
@@ -225,11 +230,13 @@ impl Loop<'_, '_> {
                                 }
                             }
                         };
-                        self.events.push(EventKind::ToolExecuted {
-                            tool_call_id: id.clone(),
-                            name: name.clone(),
-                            is_error: out.is_error,
-                        });
+                        if !live {
+                            self.events.push(EventKind::ToolExecuted {
+                                tool_call_id: id.clone(),
+                                name: name.clone(),
+                                is_error: out.is_error,
+                            });
+                        }
                         self.push_result(id, &out.content, out.is_error);
                         out.ends_turn.then(|| ends_turn(id, &out))
                     }
@@ -292,10 +299,12 @@ impl Loop<'_, '_> {
     fn took(&mut self, iteration: u32, steered: Vec<Steered>) {
         for s in steered {
             self.steer_seq = self.steer_seq.max(s.seq);
-            self.events.push(EventKind::Steered {
-                input_id: s.input_id.clone(),
-                iteration,
-            });
+            if !self.cx.rt.config.live_events {
+                self.events.push(EventKind::Steered {
+                    input_id: s.input_id.clone(),
+                    iteration,
+                });
+            }
             self.steered.push(s.input_id);
             self.messages.push(s.message);
         }

@@ -361,6 +361,25 @@ pub(crate) fn input_hash<T: Serialize + ?Sized>(value: &T) -> Result<String, Jou
     })
 }
 
+/// Appends an event a step makes while the turn runs: its id is
+/// `{turn}:{step}`, so a re-run step adds it once.
+pub(crate) async fn append_live(
+    cx: &TurnCx<'_>,
+    step: &str,
+    kind: crate::model::EventKind,
+) -> Result<(), StepError> {
+    let event = crate::model::SessionEvent {
+        id: format!("{}:{step}", cx.turn),
+        turn_id: cx.turn.to_string(),
+        kind,
+    };
+    cx.rt
+        .store
+        .append_events(cx.session, &[event])
+        .await
+        .map_err(step_err)
+}
+
 /// Maps a store error inside a step to a step error.
 pub(crate) fn step_err(e: StoreError) -> StepError {
     StepError::from(e)

@@ -86,6 +86,16 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
             return Ok(ModelRecord::Cancelled);
         }
         let steered = steer::take(cx, steer_seq, turn_messages.len()).await?;
+        if rt.config.live_events {
+            let step = cx.step_name(StepName::Model(i));
+            for (k, s) in steered.iter().enumerate() {
+                let kind = crate::model::EventKind::Steered {
+                    input_id: s.input_id.clone(),
+                    iteration: i,
+                };
+                super::append_live(cx, &format!("{step}:steer:{k}"), kind).await?;
+            }
+        }
         turn_messages.extend(steered.iter().map(|s| s.message.clone()));
         let message_id = cx.turn.derive("msg", turn_messages.len());
         let limit = claim

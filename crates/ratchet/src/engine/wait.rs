@@ -21,7 +21,7 @@ use super::claim::ClaimRecord;
 use super::{TurnCx, input_hash, step_err};
 use crate::ErrorCode;
 use crate::journal::{JournalError, JournalTier, StepError, StepName, WaitOutcome};
-use crate::model::{EventKind, SessionEvent, Wait, WaitKind, WaitState};
+use crate::model::{EventKind, Wait, WaitKind, WaitState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
@@ -133,7 +133,7 @@ pub(super) async fn wait(
                 .await
                 .map_err(step_err)?;
             let event = (plan.requested)(&stored.wait_id, stored.deadline_ms);
-            append(cx, &announce_name, event).await?;
+            super::append_live(cx, &announce_name, event).await?;
             Ok(AnnounceRecord {
                 wait_id: stored.wait_id,
                 deadline_ms: stored.deadline_ms,
@@ -181,26 +181,11 @@ pub(super) async fn wait(
                 WaitState::Resolved => row.value,
                 _ => None,
             };
-            append(cx, &settle_name, (plan.settled)(value.as_ref())).await?;
+            super::append_live(cx, &settle_name, (plan.settled)(value.as_ref())).await?;
             Ok(SettleRecord { value })
         })
         .await?;
     Ok(record.value)
-}
-
-/// Appends an event a step makes while the turn runs: its id is the step's,
-/// so a re-run step adds it once.
-async fn append(cx: &TurnCx<'_>, step: &str, kind: EventKind) -> Result<(), StepError> {
-    let event = SessionEvent {
-        id: format!("{}:{step}", cx.turn),
-        turn_id: cx.turn.to_string(),
-        kind,
-    };
-    cx.rt
-        .store
-        .append_events(cx.session, &[event])
-        .await
-        .map_err(step_err)
 }
 
 /// Parks the turn: its lease is let go (expired, not released, so the
