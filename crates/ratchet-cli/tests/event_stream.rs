@@ -9,6 +9,7 @@ mod support;
 use ratchet::engine::CancelToken;
 use ratchet::model::{SessionId, TurnInput};
 use ratchet::observe::{ObserveApi, serve_observe};
+use ratchet::store::prelude::*;
 use ratchet::tools::{IdempotencyClass, Tool, ToolContext, ToolError, ToolOutput};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -337,4 +338,67 @@ async fn a_turn_cut_mid_flight_and_resumed_streams_each_event_once() {
         .filter_map(|f| f.2["tool_call_id"].as_str())
         .collect();
     assert_eq!(calls, ["c0", "c1"], "each call's event once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratchet_serve_http_streams_a_durable_turn_as_it_runs() {
+    let _guard = support::restate::e2e_lock().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let rig = support::rig::Rig::start(&[
+        ("RATCHET_HTTP", addr.as_str()),
+        ("RATCHET_HTTP_TOKEN", TOKEN),
+        // The second tool step waits 1.5 s first: the stream must show the
+        // first one before the turn commits.
+        ("RATCHET_PAUSE", "1500@after:tool:0:call_0"),
+    ])
+    .await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://{addr}/sessions/d/events");
+    let unauthorized = http.get(&url).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    let mut resp = http.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = rig
+        .server
+        .send(
+            "d",
+            "turn",
+            &support::rig::turn_body("What is 17*23+4 and what time is it?", "in-1"),
+        )
+        .await
+        .unwrap();
+    assert!(id.starts_with("inv_"), "{id}");
+    let mut buf = String::new();
+    let early = read_events(&mut resp, &mut buf, 2).await;
+    assert_eq!(names(&early), ["turn_started", "tool_executed"]);
+    let head = rig.store().head(&SessionId::new("d").unwrap()).await;
+    assert!(
+        head.map_or(true, |h| h.version == 0),
+        "seen before the turn committed"
+    );
+    let mut rest = Vec::new();
+    while rest.last().is_none_or(|f: &Frame| f.1 != "turn_committed") {
+        rest.extend(read_events(&mut resp, &mut buf, 1).await);
+    }
+    let ids: Vec<u64> = early.iter().chain(&rest).map(|f| f.0).collect();
+    assert_eq!(
+        ids,
+        (1..=ids.len() as u64).collect::<Vec<_>>(),
+        "no gaps, no repeats"
+    );
+    let view: Value = http
+        .get(format!("http://{addr}/sessions/d"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["head"]["version"], 1, "{view}");
 }
