@@ -13,7 +13,9 @@
 # does not grade it: it fails only when a turn does not commit.
 # Not part of scripts/test.sh (slow first install, and no assertion about a
 # model's judgement belongs in CI). Usage: scripts/real-model.sh ["prompt"]
-# Last line: {"inline": {...}, "durable": {...}}.
+# Then once more on the durable tier with the calculator forced through
+# tool_choice, which shows a real server's tool calls going through ratchet.
+# Last line: {"inline": {...}, "durable": {...}, "durable_calculator_forced": {...}}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -102,7 +104,32 @@ curl -sf --max-time 900 -X POST "$ingress/Session/real/turn" -H 'content-type: a
   -d "$body" >"$work/durable.json" || { cat "$work/service.log" >&2; exit 1; }
 alive
 
-python3 - "$work/inline.json" "$work/durable.json" <<'EOF'
+# The same question with the calculator forced (tool_choice names it):
+# llama-cpp-python then constrains the output to that call's grammar, so
+# this shows ratchet reading a real server's tool calls, whatever the model
+# would choose. It is forced on every call, so max_iterations ends the turn.
+cat >"$work/agents.toml" <<TOML
+[[agent]]
+name = "Forced"
+model = "openai:smollm2"
+tools = ["calculator"]
+max_iterations = 2
+[agent.model_options]
+tool_choice = { type = "function", function = { name = "calculator" } }
+TOML
+kill -TERM "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+"$bin" serve "${flags[@]}" --agents "$work/agents.toml" --store "sqlite:$work/durable.db" \
+  --listen "127.0.0.1:$service_port" --restate-admin "$admin" >"$work/service.out" 2>"$work/service.log" &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q listening "$work/service.out" 2>/dev/null && break; sleep 0.05; done
+curl -sf -X POST "$admin/deployments" -H 'content-type: application/json' \
+  -d "{\"uri\":\"http://127.0.0.1:$service_port\",\"force\":true}" >/dev/null
+say "durable tier, calculator forced: the Forced agent"
+curl -sf --max-time 900 -X POST "$ingress/Forced/real/turn" -H 'content-type: application/json' \
+  -d "$body" >"$work/forced.json" || { cat "$work/service.log" >&2; exit 1; }
+alive
+
+python3 - "$work/inline.json" "$work/durable.json" "$work/forced.json" <<'EOF'
 import json, sys
 
 def account(path):
@@ -124,7 +151,11 @@ def account(path):
         "tokens": turn["usage"]["input_tokens"] + turn["usage"]["output_tokens"],
     }
 
-report = {"inline": account(sys.argv[1]), "durable": account(sys.argv[2])}
+report = {
+    "inline": account(sys.argv[1]),
+    "durable": account(sys.argv[2]),
+    "durable_calculator_forced": account(sys.argv[3]),
+}
 for tier, r in report.items():
     print(f"== {tier}: {r['outcome']} after {r['model_calls']} model call(s); "
           f"tool calls: {json.dumps(r['tool_calls'])}; answer: {r['answer']!r}", file=sys.stderr)

@@ -85,7 +85,7 @@ async fn request_carries_model_messages_tools_and_bearer_key_and_tool_call_reply
         json!([
             {"role": "system", "content": "be exact"},
             {"role": "user", "content": "What is 1+1?"},
-            {"role": "assistant", "content": null, "tool_calls": [{"id": "call_0", "type": "function",
+            {"role": "assistant", "content": "", "tool_calls": [{"id": "call_0", "type": "function",
                 "function": {"name": "calculator", "arguments": "{\"expression\":\"1+1\"}"}}]},
             {"role": "tool", "tool_call_id": "call_0", "content": "2"}
         ])

@@ -103,13 +103,12 @@ fn assistant_message(m: &Message) -> Value {
     if calls.is_empty() {
         return json!({ "role": "assistant", "content": text });
     }
-    // The API wants `null` content rather than "" next to tool calls.
-    let content = if text.is_empty() {
-        Value::Null
-    } else {
-        Value::String(text)
-    };
-    json!({ "role": "assistant", "content": content, "tool_calls": calls })
+    // Next to tool calls, empty content goes as "": OpenAI takes `null`,
+    // "" or no content at all, but llama-cpp-python refuses `null` (its
+    // schema: an optional string) and its chat templates read `content`,
+    // so a missing one fails too (both a 500, measured with
+    // scripts/real-model.sh).
+    json!({ "role": "assistant", "content": text, "tool_calls": calls })
 }
 
 /// Arguments go on the wire as a JSON string. A string value is arguments
@@ -319,7 +318,7 @@ mod tests {
                     {"type": "text", "text": "look"},
                     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA"}}
                 ]},
-                {"role": "assistant", "content": null, "tool_calls": [
+                {"role": "assistant", "content": "", "tool_calls": [
                     {"id": "call_0", "type": "function", "function": {"name": "calc", "arguments": "{\"x\":1}"}},
                     {"id": "call_1", "type": "function", "function": {"name": "calc", "arguments": "{not json"}}
                 ]},
