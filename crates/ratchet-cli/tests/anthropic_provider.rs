@@ -114,20 +114,8 @@ async fn a_turn_calls_a_tool_through_the_messages_api_and_the_key_stays_hidden()
 #[test]
 fn agents_file_model_options_are_checked_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
-    let check = |toml: &str| -> String {
-        let path = dir.path().join("agents.toml");
-        std::fs::write(&path, toml).unwrap();
-        let out = support::ratchet_cli(dir.path(), &["serve", "--agents"])
-            .arg(&path)
-            .args(["--listen", "127.0.0.1:0"])
-            .env("ANTHROPIC_API_KEY", KEY)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{toml} was accepted");
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        stderr
-    };
+    let check =
+        |toml: &str| support::refused_agents_file(dir.path(), toml, &[("ANTHROPIC_API_KEY", KEY)]);
     let err = check(
         "[[agent]]\nname = \"a\"\nmodel = \"anthropic:claude-test\"\n[agent.model_options]\nresponse_format = { type = \"json_object\" }\n",
     );

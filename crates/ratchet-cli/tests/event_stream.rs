@@ -31,18 +31,25 @@ async fn rig() -> Rig {
         {"tool_calls": [{"id": "c0", "name": "calculator", "arguments": {"expression": "6*7"}}]},
         {"text": "42"}
     ]});
-    let runner = support::runner(support::scripted_runtime(store.clone(), script));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let api = ObserveApi::new(store)
-        .bearer_token(TOKEN)
-        .poll_interval(Duration::from_millis(20));
-    tokio::spawn(serve_observe(api, listener, std::future::pending()));
-    Rig {
-        runner,
-        base,
-        http: reqwest::Client::builder().no_proxy().build().unwrap(),
-        _dir: dir,
+    let rt = support::scripted_runtime(store, script);
+    Rig::serve(rt, dir).await
+}
+
+impl Rig {
+    /// Serves `rt`'s store on a free loopback port, with the token.
+    async fn serve(rt: ratchet::engine::Runtime, dir: tempfile::TempDir) -> Rig {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let api = ObserveApi::new(rt.store.clone())
+            .bearer_token(TOKEN)
+            .poll_interval(Duration::from_millis(20));
+        tokio::spawn(serve_observe(api, listener, std::future::pending()));
+        Rig {
+            runner: support::runner(rt),
+            base,
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            _dir: dir,
+        }
     }
 }
 
@@ -258,7 +265,7 @@ async fn live_rig(hang: bool) -> (Rig, Arc<tokio::sync::Notify>) {
         {"tool_calls": [{"id": "c1", "name": "gate", "arguments": {}}]},
         {"text": "done"}
     ]});
-    let mut rt = support::scripted_runtime(store.clone(), script);
+    let mut rt = support::scripted_runtime(store, script);
     rt.config.live_events = true;
     let release = Arc::new(tokio::sync::Notify::new());
     rt.tools.register(Arc::new(Gate {
@@ -266,19 +273,7 @@ async fn live_rig(hang: bool) -> (Rig, Arc<tokio::sync::Notify>) {
         release: release.clone(),
         hang,
     }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let api = ObserveApi::new(store)
-        .bearer_token(TOKEN)
-        .poll_interval(Duration::from_millis(20));
-    tokio::spawn(serve_observe(api, listener, std::future::pending()));
-    let rig = Rig {
-        runner: support::runner(rt),
-        base,
-        http: reqwest::Client::builder().no_proxy().build().unwrap(),
-        _dir: dir,
-    };
-    (rig, release)
+    (Rig::serve(rt, dir).await, release)
 }
 
 #[tokio::test]

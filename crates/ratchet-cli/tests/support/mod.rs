@@ -231,3 +231,21 @@ pub fn ratchet_cli(dir: &std::path::Path, args: &[&str]) -> std::process::Comman
         .env("RATCHET_EFFECT_LEDGER", "true");
     c
 }
+
+/// Runs `ratchet serve --agents` on `toml`, which must be refused at
+/// start-up without a panic; returns its stderr.
+#[allow(dead_code)]
+pub fn refused_agents_file(dir: &std::path::Path, toml: &str, env: &[(&str, &str)]) -> String {
+    let path = dir.join("agents.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = ratchet_cli(dir, &["serve", "--agents"])
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{toml} was accepted");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    stderr
+}
