@@ -124,7 +124,11 @@ pub fn model_from_spec(
     let none = ModelOptions::default();
     let opts = options.unwrap_or(&none);
     if let Some(model) = spec.strip_prefix("openai:") {
-        return Ok(Arc::new(OpenAiClient::new(opts.openai(model))?));
+        // Streamed deltas go to the live bus: to followers of the event
+        // stream (`serve --http`), and nowhere while nobody follows.
+        let client = OpenAiClient::new(opts.openai(model))?
+            .with_delta_sink(Arc::new(ratchet::live::LiveDeltas));
+        return Ok(Arc::new(client));
     }
     if let Some(model) = spec.strip_prefix("anthropic:") {
         return Ok(Arc::new(AnthropicClient::new(opts.anthropic(model)?)?));

@@ -397,3 +397,112 @@ async fn ratchet_serve_http_streams_a_durable_turn_as_it_runs() {
         .unwrap();
     assert_eq!(view["head"]["version"], 1, "{view}");
 }
+
+#[tokio::test]
+async fn a_streaming_model_s_tokens_go_out_live_and_a_retry_resets_them_first() {
+    use ratchet::llm::{OpenAiClient, OpenAiConfig, OpenAiParams};
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    let chunk = |text: &str| {
+        format!(
+            "data: {}\n\n",
+            json!({"choices": [{"index": 0, "delta": {"content": text}}]})
+        )
+    };
+    let port = support::http::serve(move |_req| {
+        let n = 1 + counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // The first answer is cut after one token (retryable); the
+        // second streams to its end.
+        let body = if n == 1 {
+            chunk("Four")
+        } else {
+            let end = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+            format!(
+                "{}{}data: {end}\n\ndata: [DONE]\n\n",
+                chunk("Forty"),
+                chunk("-two")
+            )
+        };
+        (200, body)
+    })
+    .await;
+    let config = OpenAiConfig::new(format!("http://127.0.0.1:{port}/v1"), "gpt-test").with_params(
+        OpenAiParams {
+            stream: true,
+            ..OpenAiParams::default()
+        },
+    );
+    let client = OpenAiClient::with_api_key(config, "sk-live-test-0b3c71d2")
+        .unwrap()
+        .with_delta_sink(Arc::new(ratchet::live::LiveDeltas));
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::sqlite_in(dir.path(), "tokens.db");
+    let rt = support::runtime_with(store.clone(), Arc::new(client));
+    let rig = Rig::serve(rt, dir).await;
+    let mut resp = rig.get("/sessions/tok/events").send().await.unwrap();
+    // The stream has subscribed once its first bytes (retry:) arrived.
+    let first = tokio::time::timeout(Duration::from_secs(5), resp.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let mut buf = String::from_utf8_lossy(&first).to_string();
+    rig.turn("tok", "in-1").await;
+
+    // Live frames carry no id: read them by name.
+    let mut live = Vec::new();
+    while !buf.contains("event: turn_committed") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), resp.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    for block in buf.split("\n\n") {
+        if block.lines().any(|l| l.starts_with("id: ")) {
+            continue;
+        }
+        let event = block.lines().find_map(|l| l.strip_prefix("event: "));
+        let data = block.lines().find_map(|l| l.strip_prefix("data: "));
+        if let (Some(event), Some(data)) = (event, data) {
+            let data: Value = serde_json::from_str(data).unwrap();
+            let text = data["delta"]["text"].as_str().unwrap_or("").to_string();
+            live.push((event.to_string(), data["attempt"].as_u64().unwrap(), text));
+            assert_eq!(data["step"], "model:0");
+            assert_eq!(data["turn_id"], "turn-in-1");
+        }
+    }
+    let want = [
+        ("model_delta", 1, "Four"),
+        ("model_attempt_reset", 2, ""),
+        ("model_delta", 2, "Forty"),
+        ("model_delta", 2, "-two"),
+    ];
+    let got: Vec<(&str, u64, &str)> = live
+        .iter()
+        .map(|(e, a, t)| (e.as_str(), *a, t.as_str()))
+        .collect();
+    assert_eq!(got, want);
+    // Tokens never enter the log or the journal; the answer does.
+    let stored = store
+        .events_after(&SessionId::new("tok").unwrap(), 0, 100)
+        .await
+        .unwrap();
+    assert!(stored.iter().all(|e| {
+        let v = serde_json::to_value(&e.event.kind).unwrap();
+        !v["type"].as_str().unwrap().starts_with("model_")
+    }));
+    let turn_id = "turn-in-1";
+    let steps = store
+        .checkpoints(&SessionId::new("tok").unwrap(), turn_id)
+        .await
+        .unwrap();
+    let model = steps.iter().find(|c| c.step == "model:0").unwrap();
+    let record = model.record.to_string();
+    assert!(
+        record.contains("Forty-two") && !record.contains("\"Four\""),
+        "{record}"
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -17,6 +17,7 @@ mod error_text;
 pub mod fault;
 pub mod hash;
 pub mod journal;
+pub mod live;
 pub mod llm;
 pub mod model;
 pub mod observe;

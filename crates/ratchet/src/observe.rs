@@ -11,6 +11,10 @@
 //! * `GET /sessions/{id}`: the session's view as JSON (the `view` handler's
 //!   reply).
 //!
+//! The stream also carries the session's live output ([`crate::live`]):
+//! `model_delta` and `model_attempt_reset` events, with no id, never
+//! stored and never sent twice.
+//!
 //! A session id holding `/` (`agent/key`) is written as is or with `%2F`.
 //! With a bearer token set, both answer 401 without
 //! `Authorization: Bearer <token>`. Errors are JSON `{code, message}`.
@@ -162,44 +166,67 @@ impl ObserveApi {
             if !send("retry: 1000\n\n".into()).await {
                 return;
             }
-            let mut idle = Duration::ZERO;
+            let mut live = crate::live::subscribe();
+            let mut last_sent = tokio::time::Instant::now();
+            let mut next_poll = tokio::time::Instant::now();
             loop {
-                let batch = match store.events_after(&session, cursor, PAGE).await {
-                    Ok(b) => b,
-                    Err(StoreError::UnknownSession(_)) => Vec::new(),
-                    Err(e) => {
-                        let body = serde_json::json!({"code": e.code(), "message": e.to_string()});
-                        if !send(format!("event: error\ndata: {body}\n\n")).await {
+                if tokio::time::Instant::now() >= next_poll {
+                    next_poll = tokio::time::Instant::now() + poll;
+                    let batch = match store.events_after(&session, cursor, PAGE).await {
+                        Ok(b) => b,
+                        Err(StoreError::UnknownSession(_)) => Vec::new(),
+                        Err(e) => {
+                            let body =
+                                serde_json::json!({"code": e.code(), "message": e.to_string()});
+                            if !send(format!("event: error\ndata: {body}\n\n")).await {
+                                return;
+                            }
+                            next_poll =
+                                tokio::time::Instant::now() + poll.max(Duration::from_secs(1));
+                            Vec::new()
+                        }
+                    };
+                    if batch.len() == PAGE {
+                        next_poll = tokio::time::Instant::now();
+                    }
+                    for e in batch {
+                        cursor = e.cursor;
+                        let data = serde_json::to_string(&e).unwrap_or_default();
+                        let kind = serde_json::to_value(&e.event.kind)
+                            .ok()
+                            .and_then(|v| v["type"].as_str().map(str::to_string))
+                            .unwrap_or_else(|| "event".into());
+                        let frame = format!("id: {}\nevent: {kind}\ndata: {data}\n\n", e.cursor);
+                        if !send(crate::secrets::redact_string(frame)).await {
                             return;
                         }
-                        tokio::time::sleep(poll.max(Duration::from_secs(1))).await;
-                        continue;
+                        last_sent = tokio::time::Instant::now();
                     }
-                };
-                let full = batch.len() == PAGE;
-                for e in batch {
-                    cursor = e.cursor;
-                    let data = serde_json::to_string(&e).unwrap_or_default();
-                    let kind = serde_json::to_value(&e.event.kind)
-                        .ok()
-                        .and_then(|v| v["type"].as_str().map(str::to_string))
-                        .unwrap_or_else(|| "event".into());
-                    let frame = format!("id: {}\nevent: {kind}\ndata: {data}\n\n", e.cursor);
-                    if !send(crate::secrets::redact_string(frame)).await {
-                        return;
-                    }
-                    idle = Duration::ZERO;
                 }
-                if full {
-                    continue;
-                }
-                tokio::time::sleep(poll).await;
-                idle += poll;
-                if idle >= KEEP_ALIVE {
-                    idle = Duration::ZERO;
+                if last_sent.elapsed() >= KEEP_ALIVE {
                     if !send(": keep-alive\n\n".into()).await {
                         return;
                     }
+                    last_sent = tokio::time::Instant::now();
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next_poll) => {}
+                    got = live.recv() => match got {
+                        // Live output has no id: it is not in the log, and
+                        // a reconnect does not ask for it again.
+                        Ok(ev) if ev.session_id == session.as_str() => {
+                            let data = serde_json::to_string(&ev).unwrap_or_default();
+                            let frame = format!("event: {}\ndata: {data}\n\n", ev.kind);
+                            if !send(frame).await {
+                                return;
+                            }
+                            last_sent = tokio::time::Instant::now();
+                        }
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            tokio::time::sleep_until(next_poll).await;
+                        }
+                    },
                 }
             }
         });

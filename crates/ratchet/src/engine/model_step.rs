@@ -134,7 +134,14 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
                     .map_err(step_err)?;
             }
             let timeout = Duration::from_millis(rt.config.model_timeout_ms);
-            let called = match tokio::time::timeout(timeout, rt.model.complete(&request)).await {
+            let call = crate::live::LiveCall {
+                session_id: cx.session.to_string(),
+                turn_id: cx.turn.to_string(),
+                step: cx.step_name(StepName::Model(i)).to_string(),
+                attempt: attempts,
+            };
+            let live = crate::live::in_call(call, rt.model.complete(&request));
+            let called = match tokio::time::timeout(timeout, live).await {
                 Ok(result) => result,
                 Err(_) => Err(crate::llm::ProviderError {
                     message: format!(
