@@ -440,9 +440,8 @@ enum Command {
         /// step's budget, so no step within its own timeouts is cut.
         #[arg(long, default_value_t = 10_000, env = "RATCHET_INACTIVITY_TIMEOUT_MS")]
         inactivity_timeout_ms: u64,
-        /// Also serve the observation API on this address (HTTP/1.1):
-        /// `GET /sessions/{id}/events` (Server-Sent Events, resumable with
-        /// Last-Event-ID) and `GET /sessions/{id}` (the view as JSON).
+        /// Also serve the observation API here (HTTP/1.1): the event
+        /// stream `GET /sessions/{id}/events` and the view `GET /sessions/{id}`.
         #[arg(long, env = "RATCHET_HTTP")]
         http: Option<std::net::SocketAddr>,
         /// A bearer token the observation API requires.

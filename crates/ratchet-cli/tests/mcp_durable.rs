@@ -10,27 +10,14 @@ mod support;
 
 use ratchet::store::prelude::*;
 use serde_json::json;
-use std::path::PathBuf;
 use std::time::Duration;
+use support::mcp::everything_js;
 use support::restate::e2e_lock;
 use support::rig::{Rig, sid, turn_body};
 
-fn everything_js() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    root.join(".tools/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
-}
-
 /// Whether a process of this user carries `RATCHET_TEST_TAG={tag}`.
 fn tagged_alive(tag: &str) -> bool {
-    let want = format!("RATCHET_TEST_TAG={tag}");
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .any(|e| {
-            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
-            env.split(|b| *b == 0).any(|v| v == want.as_bytes())
-        })
+    !support::mcp::tagged(tag).is_empty()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

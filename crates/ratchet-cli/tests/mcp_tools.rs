@@ -15,21 +15,9 @@ use ratchet::store::SessionStore;
 use ratchet::tools::IdempotencyClass;
 use ratchet::tools::mcp::{McpServer, McpSource};
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-fn everything_js() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let js =
-        root.join(".tools/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    assert!(
-        js.exists(),
-        "run scripts/install-mcp.sh first ({})",
-        js.display()
-    );
-    js
-}
+use support::mcp::everything_js;
 
 /// server-everything over stdio, tagged so the test can find its process.
 fn stdio_server(tag: &str) -> McpServer {
@@ -252,26 +240,10 @@ async fn a_replayed_turn_offers_and_calls_what_its_tools_step_recorded_with_the_
 
 /// The pid of the stdio server tagged `tag`, a child of this process.
 fn server_pid(tag: &str) -> Option<i32> {
-    let me = std::process::id().to_string();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit(')')
-            .next()
-            .and_then(|r| r.split_whitespace().nth(1));
-        if ppid != Some(me.as_str()) {
-            continue;
-        }
-        let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-        let want = format!("RATCHET_TEST_TAG={tag}");
-        if env.split(|b| *b == 0).any(|v| v == want.as_bytes()) {
-            return Some(pid);
-        }
-    }
-    None
+    let me = std::process::id() as i32;
+    support::mcp::tagged(tag)
+        .into_iter()
+        .find_map(|(pid, ppid)| (ppid == me).then_some(pid))
 }
 
 /// Runs a turn whose first call is a 3-second operation and SIGKILLs the
@@ -347,15 +319,6 @@ async fn an_idempotent_call_whose_server_dies_mid_call_is_retried_in_its_step() 
     );
 }
 
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// server-everything over streamable HTTP on `port`, stopped on drop.
 struct HttpServer(std::process::Child);
 
@@ -393,7 +356,7 @@ impl Drop for HttpServer {
 
 #[tokio::test]
 async fn an_http_server_that_restarts_is_reconnected_and_one_that_is_gone_is_reported() {
-    let port = free_port();
+    let port = ratchet_testkit::harness::free_port().unwrap();
     let script = json!({"every_turn": [
         calls(json!([{"id": "sum", "name": "everything__get-sum", "arguments": {"a": 4, "b": 5}}])),
         {"text": "done"}

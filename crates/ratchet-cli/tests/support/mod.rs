@@ -2,9 +2,11 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod mcp;
 pub mod pki;
 pub mod restate;
 pub mod rig;
+pub mod sse;
 
 use async_trait::async_trait;
 use ratchet::store::prelude::*;

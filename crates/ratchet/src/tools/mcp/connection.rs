@@ -108,7 +108,7 @@ impl Connection {
 
     /// Forgets `service` (the next use connects again), unless another
     /// caller already replaced it.
-    async fn forget(&self, service: &Arc<Service>) {
+    fn forget(&self, service: &Arc<Service>) {
         forget_in(&self.live, service);
     }
 
@@ -170,7 +170,7 @@ impl Connection {
                 .collect()),
             Err(ServiceError::McpError(e)) => Err(ToolError::Failed(self.unavailable(e.message))),
             Err(e) => {
-                self.forget(&service).await;
+                self.forget(&service);
                 Err(ToolError::Retryable(self.unavailable(e)))
             }
         }
@@ -207,13 +207,13 @@ impl Connection {
                 format!("mcp error {}: {}", e.code.0, e.message),
             ))),
             Err(ServiceError::TransportSend(e)) => {
-                self.forget(&service).await;
+                self.forget(&service);
                 Err(ToolError::Retryable(
                     self.unavailable(format!("the request was not sent: {e}")),
                 ))
             }
             Err(ServiceError::TransportClosed) => {
-                self.forget(&service).await;
+                self.forget(&service);
                 let why = self.unavailable("the connection closed during the call");
                 if class == IdempotencyClass::Unsafe {
                     Err(ToolError::OutcomeUnknown(why))
