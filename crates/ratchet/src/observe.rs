@@ -163,13 +163,29 @@ impl ObserveApi {
                 let tx = tx.clone();
                 async move { tx.send(Ok(Frame::data(Bytes::from(text)))).await.is_ok() }
             };
+            // Subscribed before the first byte goes out, so a client that
+            // has read it misses no live output.
+            let mut live = crate::live::subscribe();
             if !send("retry: 1000\n\n".into()).await {
                 return;
             }
-            let mut live = crate::live::subscribe();
             let mut last_sent = tokio::time::Instant::now();
             let mut next_poll = tokio::time::Instant::now();
             loop {
+                // Live output published before this poll goes out before
+                // the stored events the poll reads: a model step's tokens
+                // precede its record and the turn's commit.
+                loop {
+                    match live.try_recv() {
+                        Ok(ev) => {
+                            if ev.session_id == session.as_str() && !send(live_frame(&ev)).await {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+                        Err(_) => break,
+                    }
+                }
                 if tokio::time::Instant::now() >= next_poll {
                     next_poll = tokio::time::Instant::now() + poll;
                     let batch = match store.events_after(&session, cursor, PAGE).await {
@@ -210,14 +226,10 @@ impl ObserveApi {
                     last_sent = tokio::time::Instant::now();
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep_until(next_poll) => {}
+                    biased;
                     got = live.recv() => match got {
-                        // Live output has no id: it is not in the log, and
-                        // a reconnect does not ask for it again.
                         Ok(ev) if ev.session_id == session.as_str() => {
-                            let data = serde_json::to_string(&ev).unwrap_or_default();
-                            let frame = format!("event: {}\ndata: {data}\n\n", ev.kind);
-                            if !send(frame).await {
+                            if !send(live_frame(&ev)).await {
                                 return;
                             }
                             last_sent = tokio::time::Instant::now();
@@ -227,6 +239,7 @@ impl ObserveApi {
                             tokio::time::sleep_until(next_poll).await;
                         }
                     },
+                    _ = tokio::time::sleep_until(next_poll) => {}
                 }
             }
         });
@@ -243,6 +256,13 @@ impl ObserveApi {
         );
         resp
     }
+}
+
+/// A live frame has no id: it is not in the log, and a reconnect does
+/// not ask for it again.
+fn live_frame(ev: &crate::live::LiveEvent) -> String {
+    let data = serde_json::to_string(ev).unwrap_or_default();
+    format!("event: {}\ndata: {data}\n\n", ev.kind)
 }
 
 /// Where a stream starts: after `Last-Event-ID`, else after `?after=N`,
