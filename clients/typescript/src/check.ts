@@ -11,7 +11,7 @@ import { HttpCallError } from "@restatedev/restate-sdk-clients";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import fs from "node:fs";
 import path from "node:path";
-import { Session, ratchetError, type ErrorReply, type TurnResult } from "./session.js";
+import { Session, ratchetError, type ErrorReply, type SessionView, type TurnResult } from "./session.js";
 
 const proto = path.resolve(import.meta.dirname, "../../../proto");
 const ajv = new Ajv2020({ strict: true, allErrors: true });
@@ -82,18 +82,22 @@ const submitted = await s1.submit({ input: { items: [{ type: "text", text: "reme
 validate("Session.submit.response.json", submitted);
 const configured = await s1.configure({ command: { command: "set_context_limit", max_messages: 50 } });
 validate("Session.configure.response.json", configured);
-// A steer with no turn running is an ordinary queued input.
+// A steer joins the turn running then (the drain `submit` sent may have
+// started in-2 already) or, with none running, queues as its own input:
+// either way both inputs are settled and the model saw both.
 const steered = await s1.steer({ input: { items: [{ type: "text", text: "and eggs" }], input_id: "in-3" } });
 validate("Session.steer.response.json", steered);
 const drained = await s1.drain({});
 validate("Session.drain.response.json", drained);
+const settled = (v: SessionView) =>
+  v.head.version >= 2 && v.pending_total === 0 && ["remember milk", "and eggs"].every((t) => JSON.stringify(v.recent_messages).includes(t));
 let view = await s1.view({});
-for (let i = 0; i < 200 && view.head.version < 3; i++) {
+for (let i = 0; i < 200 && !settled(view); i++) {
   await new Promise((r) => setTimeout(r, 50));
   view = await s1.view({});
 }
 validate("Session.view.response.json", view);
-if (view.head.version < 3) throw new Error(`the submitted input never ran: ${JSON.stringify(view.head)}`);
+if (!settled(view)) throw new Error(`the submitted inputs never ran: ${JSON.stringify(view.head)}, ${view.pending_total} pending`);
 console.log(`view: version ${view.head.version}, ${view.recent_messages.length} recent messages`);
 const stoppedTurn = await c1.view({});
 validate("Session.view.response.json", stoppedTurn);
