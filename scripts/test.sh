@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 scripts/install-restate.sh
 scripts/postgres.sh install
 scripts/install-mcp.sh
+scripts/install-otel-receiver.sh
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings

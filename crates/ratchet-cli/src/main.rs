@@ -9,6 +9,7 @@ mod models;
 mod output;
 mod serve;
 mod setup;
+mod telemetry;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -20,6 +21,11 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Export traces to this OTLP/HTTP endpoint (a base URL such as
+    /// `http://127.0.0.1:4318`; `/v1/traces` is added). Also on when the
+    /// standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Off by default.
+    #[arg(long, global = true, env = "RATCHET_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 /// Where the store is and which model to use.
@@ -466,9 +472,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    setup::init_logging();
     ratchet::secrets::register_from_env();
     let cli = Cli::parse();
+    let traces = match setup::init_logging(cli.otlp_endpoint.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -479,7 +491,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(inline::dispatch(cli.command)) {
+    let ran = runtime.block_on(inline::dispatch(cli.command));
+    if let Some(t) = traces {
+        t.shutdown();
+    }
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let message = ratchet::secrets::redact_string(format!("{e:#}"));

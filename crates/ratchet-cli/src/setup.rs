@@ -16,9 +16,15 @@ use std::sync::Arc;
 
 /// Logs to stderr, filtered by `RATCHET_LOG` (default `warn`), coloured
 /// only when stderr is a terminal and `NO_COLOR` is unset: a log file or a
-/// collector gets plain lines.
-pub fn init_logging() {
+/// collector gets plain lines. With an OTLP endpoint (`--otlp-endpoint`,
+/// or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` /
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`), ratchet's spans are also exported
+/// as traces; `RATCHET_LOG` does not filter those.
+pub fn init_logging(otlp_endpoint: Option<&str>) -> Result<Option<crate::telemetry::Traces>> {
     use std::io::IsTerminal;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let filter = tracing_subscriber::EnvFilter::try_from_env("RATCHET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -30,14 +36,20 @@ pub fn init_logging() {
     } else {
         tracing_subscriber::fmt::format::FmtSpan::NONE
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_span_events(spans)
         .with_ansi(ansi)
         // Every log line passes the redaction layer on its way out.
         .with_writer(|| ratchet::secrets::RedactingLine::new(std::io::stderr()))
         .with_target(false)
+        .with_filter(filter);
+    let traces = crate::telemetry::Traces::from_config(otlp_endpoint)?;
+    let layer = traces.as_ref().map(|t| t.layer());
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(layer)
         .try_init();
+    Ok(traces)
 }
 
 /// Opens the store `--store` names, else the SQLite file `--db` names.

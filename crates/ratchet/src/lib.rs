@@ -19,6 +19,7 @@ pub mod hash;
 pub mod journal;
 pub mod live;
 pub mod llm;
+pub mod metrics;
 pub mod model;
 pub mod observe;
 pub mod plugins;
@@ -26,6 +27,7 @@ pub mod restate;
 pub mod secrets;
 pub mod store;
 pub mod tools;
+pub mod trace;
 
 pub use agent::{Agent, AgentError};
 

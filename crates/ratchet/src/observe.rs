@@ -10,6 +10,8 @@
 //!   stream stays open and follows the log.
 //! * `GET /sessions/{id}`: the session's view as JSON (the `view` handler's
 //!   reply).
+//! * `GET /metrics`: the process's metrics, Prometheus text format
+//!   ([`crate::metrics`]).
 //!
 //! The stream also carries the session's live output ([`crate::live`]):
 //! `model_delta` and `model_attempt_reset` events, with no id, never
@@ -113,6 +115,9 @@ impl ObserveApi {
             return resp;
         }
         let path = req.uri().path().to_string();
+        if path == "/metrics" {
+            return self.metrics().await;
+        }
         let Some(rest) = path.strip_prefix("/sessions/") else {
             return error(
                 StatusCode::NOT_FOUND,
@@ -142,6 +147,14 @@ impl ObserveApi {
         } else {
             self.view(&session).await
         }
+    }
+
+    /// The process's metrics, with the store's inbox depth when it can be
+    /// read (a store outage leaves the gauge out, not the scrape).
+    async fn metrics(&self) -> Response<Body> {
+        let depth = self.store.live_inputs_total().await.ok();
+        let text = crate::metrics::render(depth);
+        bytes_of(StatusCode::OK, "text/plain; version=0.0.4", text)
     }
 
     async fn view(&self, session: &SessionId) -> Response<Body> {
@@ -316,11 +329,20 @@ fn percent_decode(s: &str) -> String {
 
 fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
     let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut resp = Response::new(BodyExt::boxed(Full::new(Bytes::from(body))));
+    bytes_of(status, "application/json", body)
+}
+
+/// A whole body of `content_type`.
+fn bytes_of(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut resp = Response::new(BodyExt::boxed(Full::new(body.into())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
+        hyper::header::HeaderValue::from_static(content_type),
     );
     resp
 }

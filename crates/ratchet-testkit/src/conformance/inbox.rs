@@ -17,6 +17,12 @@ pub async fn inbox_is_fifo_and_enqueue_is_idempotent(f: &dyn StoreFactory) {
     assert!(dup.duplicate);
     assert_eq!(dup.entry.payload, InboxPayload::Input(TurnInput::text("q")));
     assert_eq!(fx.store.inbox(&s).await.unwrap().len(), 3);
+    // The depth counts live entries of every session.
+    fx.store
+        .enqueue(&sid("other"), input("o-1", "q"))
+        .await
+        .unwrap();
+    assert_eq!(fx.store.live_inputs_total().await.unwrap(), 4);
     let mut order = Vec::new();
     for turn in 0..3u64 {
         let lease = fx.store.acquire_lease(&s, "a", TTL).await.unwrap();
@@ -56,6 +62,7 @@ pub async fn inbox_is_fifo_and_enqueue_is_idempotent(f: &dyn StoreFactory) {
             .duplicate
     );
     assert!(fx.store.inbox(&s).await.unwrap().is_empty());
+    assert_eq!(fx.store.live_inputs_total().await.unwrap(), 1);
 }
 
 /// Commands enqueued before the earliest input are claimed with it; later

@@ -104,6 +104,9 @@ pub async fn run(cx: &TurnCx<'_>, source: ClaimSource<'_>) -> Result<ClaimRecord
                     }
                     return Err(not_claimed(cx, input_id, start.enqueued, start.next_live));
                 };
+                if claim.orphaned_from.is_some() {
+                    crate::metrics::lease_taken_over();
+                }
                 let Some(input) = claim.input.payload.input().cloned() else {
                     return Err(StepError::Terminal {
                         code: ErrorCode::InputNotPending,

@@ -43,7 +43,13 @@ pub async fn run_turn(
     cancel: &CancelToken,
     mode: RunMode,
 ) -> Result<TurnResult, EngineError> {
-    let span = tracing::info_span!("turn", session_id = %req.session_id, turn_id = %req.turn_id);
+    let span = tracing::info_span!(
+        "turn",
+        session_id = %req.session_id,
+        turn_id = %req.turn_id,
+        owner = %req.owner,
+        tier = ?journal.tier(),
+    );
     async {
         let mut results: Vec<TurnResult> = Vec::new();
         let mut next: Option<FrameStart> = None;
@@ -76,7 +82,9 @@ pub async fn run_turn(
                     settings: &f.settings,
                 },
             };
-            let claim = claim::run(&cx, source).await?;
+            let claim = claim::run(&cx, source)
+                .instrument(tracing::debug_span!("claim", frame))
+                .await?;
             let result = match run_phases(&cx, &claim, mode).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -228,6 +236,9 @@ async fn run_phases(
         replayed = receipt.replayed,
         "turn committed"
     );
+    if !receipt.replayed {
+        crate::metrics::turn_committed(&fin.outcome);
+    }
     if mode == RunMode::Live {
         let event = TurnPersisted {
             session_id: cx.session.to_string(),

@@ -15,6 +15,7 @@ use crate::llm::{FinishReason, ModelDirective, ModelRequest};
 use crate::model::{Message, Role, Usage};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// What a `model:{i}` step records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,7 +142,8 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
                 attempt: attempts,
             };
             let live = crate::live::in_call(call, rt.model.complete(&request));
-            let called = match tokio::time::timeout(timeout, live).await {
+            let span = tracing::debug_span!("model_call", attempt = attempts);
+            let called = match tokio::time::timeout(timeout, live).instrument(span).await {
                 Ok(result) => result,
                 Err(_) => Err(crate::llm::ProviderError {
                     message: format!(
@@ -170,6 +172,7 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
                 }
                 Err(e) if e.retryable && attempts < policy.attempts.max(1) => {
                     tracing::warn!(attempts, error = %e, "model call failed; retrying");
+                    crate::metrics::retried("model");
                     tokio::time::sleep(Duration::from_millis(backoff)).await;
                     backoff = (backoff * 2).min(policy.max_backoff_ms);
                     if cx.cancel.is_cancelled() {

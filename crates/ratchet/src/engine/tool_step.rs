@@ -18,6 +18,7 @@ use crate::tools::{IdempotencyClass, StoreNotes, ToolContext, ToolError, ToolOut
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// What a `tool:{i}:{call_id}` step records.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -169,7 +170,9 @@ async fn body(
                 .map_err(step_err)?;
         }
         let call = tools.invoke(&ctx, name, args.clone());
-        let why = match tokio::time::timeout(Duration::from_millis(timeout_ms), call).await {
+        let span = tracing::debug_span!("tool_call", tool = name, call_id, attempt);
+        let limit = Duration::from_millis(timeout_ms);
+        let why = match tokio::time::timeout(limit, call).instrument(span).await {
             Ok(Ok(out)) => return Ok(ToolRecord::Output(out)),
             Ok(Err(ToolError::Retryable(m))) if attempt < attempts => m,
             Ok(Err(ToolError::Retryable(m))) => {
@@ -196,6 +199,7 @@ async fn body(
             }
         };
         tracing::warn!(attempt, tool = name, error = %why, "tool call failed; retrying");
+        crate::metrics::retried("tool");
         tokio::time::sleep(Duration::from_millis(backoff)).await;
         backoff = (backoff * 2).min(policy.max_backoff_ms);
         if cx.cancel.is_cancelled() {

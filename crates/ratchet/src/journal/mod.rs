@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Where a journal keeps its records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -257,8 +258,22 @@ where
     // The redaction layer sits here, between every effect and its record:
     // what the step returns, and why it failed, are scrubbed of secrets
     // before the journal (and so the store, events and replies) sees them.
+    let span = tracing::debug_span!(
+        "step",
+        otel.name = %format!("step {name}"),
+        step = %name,
+        turn_id = %turn,
+        replayed = tracing::field::Empty,
+    );
+    let ran = std::sync::atomic::AtomicBool::new(false);
+    let ran_ref = &ran;
     let body: StepBody<'_> = Box::pin(async move {
-        let out = body.await.map_err(StepError::redacted)?;
+        ran_ref.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Inside the step: observability only, never recorded.
+        let started = std::time::Instant::now();
+        let out = body.await;
+        crate::metrics::step_ran(name, started.elapsed().as_secs_f64());
+        let out = out.map_err(StepError::redacted)?;
         let mut value = serde_json::to_value(out).map_err(|e| StepError::Terminal {
             code: ErrorCode::JournalEncode,
             message: e.to_string(),
@@ -266,7 +281,17 @@ where
         crate::secrets::redact_value(&mut value);
         Ok(value)
     });
-    let value = journal.step(turn, name, input_hash, body).await?;
+    let value = journal
+        .step(turn, name, input_hash, body)
+        .instrument(span.clone())
+        .await;
+    // Recorded before: the body never ran here.
+    let replayed = !ran.load(std::sync::atomic::Ordering::Relaxed);
+    span.record("replayed", replayed);
+    if replayed && value.is_ok() {
+        crate::metrics::step_replayed(name);
+    }
+    let value = value?;
     serde_json::from_value(value).map_err(|e| JournalError::Decode {
         step: name.to_string(),
         message: e.to_string(),

@@ -12,6 +12,7 @@ mod reads;
 pub mod schemas;
 mod serve;
 mod session;
+mod traced;
 mod wire;
 
 pub use crate::engine::SessionView;

@@ -5,11 +5,28 @@
 //! Several agents can then share one endpoint, each its own object.
 
 use super::Session;
-use restate_sdk::endpoint::ContextInternal;
+use restate_sdk::endpoint::{ContextInternal, InputMetadata};
 use restate_sdk::errors::HandlerError;
 use restate_sdk::service::macro_support::{ServiceBoxFuture, service_definition};
 use restate_sdk::service::{Discoverable, Service, ServiceDefinition};
 use std::sync::Arc;
+use tracing::Instrument;
+
+/// The handler call's span, joined to the request's trace context.
+fn invocation_span(ctx: &ContextInternal, metadata: &InputMetadata) -> tracing::Span {
+    // Restate's attempt span when the request carried it, else the
+    // caller's context from the invocation's own headers.
+    let attempt = super::traced::attempt_traceparent();
+    let traceparent = attempt
+        .as_deref()
+        .or_else(|| metadata.headers.get("traceparent").map(|v| v.as_str()));
+    crate::trace::invocation_span(
+        ctx.service_name(),
+        ctx.handler_name(),
+        &metadata.invocation_id,
+        traceparent,
+    )
+}
 
 /// Dispatches the object's handlers; the name lives in the manifest only.
 struct NamedSession(Arc<Session>);
@@ -30,12 +47,18 @@ macro_rules! dispatch {
     };
     (@call $ctx:ident, $session:ident, $method:ident, input) => {{
         let (input, metadata) = $ctx.input().await;
-        let res = Session::$method(&$session, (&$ctx, metadata).into(), input).await;
+        let span = invocation_span(&$ctx, &metadata);
+        let res = Session::$method(&$session, (&$ctx, metadata).into(), input)
+            .instrument(span)
+            .await;
         $ctx.handle_handler_result(res.map_err(HandlerError::from));
     }};
     (@call $ctx:ident, $session:ident, $method:ident) => {{
         let (_, metadata) = $ctx.input::<()>().await;
-        let res = Session::$method(&$session, (&$ctx, metadata).into()).await;
+        let span = invocation_span(&$ctx, &metadata);
+        let res = Session::$method(&$session, (&$ctx, metadata).into())
+            .instrument(span)
+            .await;
         $ctx.handle_handler_result(res.map_err(HandlerError::from));
     }};
 }

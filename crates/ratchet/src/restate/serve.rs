@@ -34,7 +34,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     deadline: Duration,
 ) -> ShutdownReport {
-    let service = HyperEndpoint::new(endpoint);
+    let service = super::traced::TracedEndpoint::new(HyperEndpoint::new(endpoint));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);

@@ -141,6 +141,10 @@ pub trait InboxStore: Send + Sync {
     /// there are, at a cost that does not grow with the backlog's payloads.
     async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage>;
 
+    /// How many entries are live (pending or claimed) in all sessions: the
+    /// inbox depth the metrics report.
+    async fn live_inputs_total(&self) -> StoreResult<u64>;
+
     /// The first `limit` live entries, FIFO, without the count
     /// [`InboxStore::inbox_page`] makes: what `drain` reads to find the next
     /// input, at a cost that does not grow with the backlog. An unknown

@@ -188,6 +188,17 @@ impl InboxStore for MemoryStore {
         self.with_session(session, |s| Ok(s.page(limit)))
     }
 
+    async fn live_inputs_total(&self) -> StoreResult<u64> {
+        let all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let live = |s: &SessionState| {
+            s.inbox
+                .iter()
+                .filter(|e| e.state != InboxState::Completed)
+                .count() as u64
+        };
+        Ok(all.values().map(live).sum())
+    }
+
     async fn pending_steers(
         &self,
         session: &SessionId,

@@ -292,6 +292,13 @@ impl InboxStore for PostgresStore {
         inbox::inbox_page(&c, session, limit).await
     }
 
+    async fn live_inputs_total(&self) -> StoreResult<u64> {
+        let c = self.client().await?;
+        let sql = "SELECT count(*) FROM inbox WHERE state <> 'completed'";
+        let row = c.query_one(sql, &[]).await.map_err(map_err)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
     async fn live_head(&self, session: &SessionId, limit: usize) -> StoreResult<Vec<InboxEntry>> {
         let c = self.client().await?;
         ops::require_session(&c, session).await?;

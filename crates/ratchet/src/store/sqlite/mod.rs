@@ -9,7 +9,7 @@ mod inbox;
 mod records;
 mod rows;
 
-use rows::{col, collect, exec};
+use rows::{col, collect, exec, row};
 mod schema;
 mod waits;
 
@@ -222,6 +222,15 @@ impl LeaseStore for SqliteStore {
 impl InboxStore for SqliteStore {
     async fn inbox_page(&self, session: &SessionId, limit: usize) -> StoreResult<InboxPage> {
         self.read(|c| Self::inbox_page_in(c, session, limit))
+    }
+
+    async fn live_inputs_total(&self) -> StoreResult<u64> {
+        self.read(|c| {
+            let sql = "SELECT count(*) FROM inbox WHERE state != 'completed'";
+            row(c, sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(map_err)
+        })
     }
 
     async fn live_head(&self, session: &SessionId, limit: usize) -> StoreResult<Vec<InboxEntry>> {
