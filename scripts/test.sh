@@ -15,6 +15,7 @@ scripts/install-restate.sh
 scripts/postgres.sh install
 scripts/install-mcp.sh
 scripts/install-otel-receiver.sh
+scripts/install-browser.sh
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -84,20 +84,23 @@ const configured = await s1.configure({ command: { command: "set_context_limit",
 validate("Session.configure.response.json", configured);
 // A steer joins the turn running then (the drain `submit` sent may have
 // started in-2 already) or, with none running, queues as its own input:
-// either way both inputs are settled and the model saw both.
+// either way both inputs are settled and the model saw both. (The command
+// waits for the next input claimed after it: none, when in-3 joined in-2.)
 const steered = await s1.steer({ input: { items: [{ type: "text", text: "and eggs" }], input_id: "in-3" } });
 validate("Session.steer.response.json", steered);
 const drained = await s1.drain({});
 validate("Session.drain.response.json", drained);
 const settled = (v: SessionView) =>
-  v.head.version >= 2 && v.pending_total === 0 && ["remember milk", "and eggs"].every((t) => JSON.stringify(v.recent_messages).includes(t));
+  v.head.version >= 2 &&
+  v.pending.every((e) => e.payload.kind === "command") &&
+  ["remember milk", "and eggs"].every((t) => JSON.stringify(v.recent_messages).includes(t));
 let view = await s1.view({});
 for (let i = 0; i < 200 && !settled(view); i++) {
   await new Promise((r) => setTimeout(r, 50));
   view = await s1.view({});
 }
 validate("Session.view.response.json", view);
-if (!settled(view)) throw new Error(`the submitted inputs never ran: ${JSON.stringify(view.head)}, ${view.pending_total} pending`);
+if (!settled(view)) throw new Error(`the submitted inputs never ran: ${JSON.stringify(view.head)}, pending ${JSON.stringify(view.pending)}`);
 console.log(`view: version ${view.head.version}, ${view.recent_messages.length} recent messages`);
 const stoppedTurn = await c1.view({});
 validate("Session.view.response.json", stoppedTurn);

@@ -12,14 +12,17 @@
 //!   reply).
 //! * `GET /metrics`: the process's metrics, Prometheus text format
 //!   ([`crate::metrics`]).
+//! * `GET /sessions/{id}/timeline`: an HTML page drawing each turn's steps
+//!   on a time axis from the event stream (`step_ran` events), live.
 //!
 //! The stream also carries the session's live output ([`crate::live`]):
 //! `model_delta` and `model_attempt_reset` events, with no id, never
 //! stored and never sent twice.
 //!
 //! A session id holding `/` (`agent/key`) is written as is or with `%2F`.
-//! With a bearer token set, both answer 401 without
-//! `Authorization: Bearer <token>`. Errors are JSON `{code, message}`.
+//! With a bearer token set, every route answers 401 without
+//! `Authorization: Bearer <token>` (or `?access_token=<token>`, for a
+//! browser's `EventSource`). Errors are JSON `{code, message}`.
 
 use crate::ErrorCode;
 use crate::model::SessionId;
@@ -36,6 +39,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 type Body = BoxBody<Bytes, Infallible>;
+
+/// The timeline page: one static file, no build step; it reads the event
+/// stream and the view beside it.
+const TIMELINE: &str = include_str!("timeline.html");
 
 /// Events read per store query while catching up.
 const PAGE: usize = 200;
@@ -79,12 +86,23 @@ impl ObserveApi {
         let Some(token) = &self.token else {
             return true;
         };
+        // A browser's EventSource cannot set a header: the timeline page
+        // passes the token as `?access_token=` instead.
+        let from_query = || {
+            let query = req.uri().query().unwrap_or("");
+            query
+                .split('&')
+                .find_map(|p| p.strip_prefix("access_token="))
+                .map(percent_decode)
+        };
         let given = req
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+            .map(str::to_string)
+            .or_else(from_query)
+            .unwrap_or_default();
         // Compared in time independent of where they differ.
         given.len() == token.len()
             && given
@@ -125,6 +143,16 @@ impl ObserveApi {
                 "no such route",
             );
         };
+        if let Some(raw) = rest.strip_suffix("/timeline") {
+            if let Err(e) = SessionId::new(percent_decode(raw)) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidRequest,
+                    &e.to_string(),
+                );
+            }
+            return bytes_of(StatusCode::OK, "text/html; charset=utf-8", TIMELINE);
+        }
         let (raw, events) = match rest.strip_suffix("/events") {
             Some(id) => (id, true),
             None => (rest, false),

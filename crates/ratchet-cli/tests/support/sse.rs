@@ -67,7 +67,8 @@ impl Rig {
 /// One SSE event: (id, event name, data).
 pub type Frame = (u64, String, Value);
 
-/// Reads `n` events from an open stream (comments and `retry:` skipped).
+/// Reads `n` events from an open stream (comments, `retry:` and
+/// `step_ran` events skipped).
 pub async fn read_events(resp: &mut reqwest::Response, buf: &mut String, n: usize) -> Vec<Frame> {
     let mut out = Vec::new();
     while out.len() < n {
@@ -83,7 +84,10 @@ pub async fn read_events(resp: &mut reqwest::Response, buf: &mut String, n: usiz
                     data = serde_json::from_str(v).ok();
                 }
             }
-            if let (Some(id), Some(data)) = (id, data) {
+            // The timeline's step_ran events are checked on their own.
+            if let (Some(id), Some(data)) = (id, data)
+                && event != "step_ran"
+            {
                 out.push((id, event, data));
             }
         }

@@ -54,6 +54,7 @@ pub async fn run_turn(
         let mut results: Vec<TurnResult> = Vec::new();
         let mut next: Option<FrameStart> = None;
         let lease_until = std::sync::atomic::AtomicU64::new(0);
+        let replayed = std::sync::atomic::AtomicU32::new(0);
         for frame in 0..=rt.config.max_frames {
             let turn = if frame == 0 {
                 req.turn_id.clone()
@@ -68,6 +69,7 @@ pub async fn run_turn(
                 frame,
                 cancel,
                 lease_until: &lease_until,
+                replayed: &replayed,
             };
             let source = match &next {
                 None => ClaimSource::Inbox {

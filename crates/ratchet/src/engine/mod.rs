@@ -225,6 +225,20 @@ pub struct TurnCx<'a> {
     pub cancel: &'a CancelToken,
     /// When this process last saw the lease good until (ms; 0 = unknown).
     pub lease_until: &'a AtomicU64,
+    /// How many steps this run of the turn has answered from the journal
+    /// so far (a retried or resumed invocation replays its recorded steps).
+    pub replayed: &'a std::sync::atomic::AtomicU32,
+}
+
+tokio::task_local! {
+    /// Calls tried again inside the step being run.
+    static STEP_RETRIES: std::cell::Cell<u32>;
+}
+
+/// Notes, inside a step, that a model or tool call is tried again.
+pub(crate) fn note_retry(kind: &str) {
+    let _ = STEP_RETRIES.try_with(|c| c.set(c.get() + 1));
+    crate::metrics::retried(kind);
 }
 
 impl TurnCx<'_> {
@@ -276,13 +290,19 @@ impl TurnCx<'_> {
         body: F,
     ) -> Result<T, JournalError>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Send,
         F: Future<Output = Result<T, StepError>> + Send,
     {
         let name = self.step_name(base).to_string();
         let max = self.rt.config.max_step_record_bytes;
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let (ran_ref, name_ref) = (&ran, name.as_str());
         let capped = async move {
-            let out = body.await?;
+            ran_ref.store(true, Ordering::Relaxed);
+            let started_at_ms = self.rt.clock.now_ms();
+            let counted = async { (body.await, STEP_RETRIES.with(|c| c.get())) };
+            let (out, retries) = STEP_RETRIES.scope(std::cell::Cell::new(0), counted).await;
+            let out = out?;
             let size = serde_json::to_vec(&out)
                 .map(|v| v.len())
                 .unwrap_or(usize::MAX);
@@ -292,10 +312,26 @@ impl TurnCx<'_> {
                     message: format!("the step's record is {size} bytes, over the limit of {max}"),
                 });
             }
+            if self.rt.config.live_events {
+                // The timeline's bar: when the step ran here, its retries,
+                // and how many steps this run replayed before it.
+                let kind = crate::model::EventKind::StepRan {
+                    step: name_ref.to_string(),
+                    started_at_ms,
+                    finished_at_ms: self.rt.clock.now_ms(),
+                    retries,
+                    replayed_before: self.replayed.load(Ordering::Relaxed),
+                };
+                append_live(self, &format!("{name_ref}:ran"), kind).await?;
+            }
             Ok(out)
         };
         fault::point("before", &name);
-        let out = run_step(self.journal, self.turn, &name, input_hash, capped).await?;
+        let out = run_step(self.journal, self.turn, &name, input_hash, capped).await;
+        if !ran.load(Ordering::Relaxed) {
+            self.replayed.fetch_add(1, Ordering::Relaxed);
+        }
+        let out = out?;
         fault::point("after", &name);
         fault::pause("after", &name).await;
         Ok(out)

@@ -172,7 +172,7 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
                 }
                 Err(e) if e.retryable && attempts < policy.attempts.max(1) => {
                     tracing::warn!(attempts, error = %e, "model call failed; retrying");
-                    crate::metrics::retried("model");
+                    super::note_retry("model");
                     tokio::time::sleep(Duration::from_millis(backoff)).await;
                     backoff = (backoff * 2).min(policy.max_backoff_ms);
                     if cx.cancel.is_cancelled() {

@@ -199,7 +199,7 @@ async fn body(
             }
         };
         tracing::warn!(attempt, tool = name, error = %why, "tool call failed; retrying");
-        crate::metrics::retried("tool");
+        super::note_retry("tool");
         tokio::time::sleep(Duration::from_millis(backoff)).await;
         backoff = (backoff * 2).min(policy.max_backoff_ms);
         if cx.cancel.is_cancelled() {

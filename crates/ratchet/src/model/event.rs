@@ -121,6 +121,25 @@ pub enum EventKind {
         /// A readable explanation.
         message: String,
     },
+    /// A step ran (with live events on): appended inside the step, under
+    /// its id, so a step run again after a crash appends nothing twice. A
+    /// step answered from the journal appends none.
+    StepRan {
+        /// The step's name (`claim`, `model:0`, `tool:0:call_1`, ...).
+        step: String,
+        /// When its body started (ms since the epoch, the runtime's clock).
+        started_at_ms: u64,
+        /// When it finished.
+        finished_at_ms: u64,
+        /// Model or tool calls tried again inside it.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        retries: u32,
+        /// Steps this run of the turn answered from the journal before it:
+        /// more than zero when a retried (after a crash) or resumed
+        /// invocation replayed them.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        replayed_before: u32,
+    },
     /// The turn committed.
     TurnCommitted {
         /// The session version it produced.
@@ -130,6 +149,10 @@ pub enum EventKind {
         /// Its token usage.
         usage: Usage,
     },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl SessionEvent {
