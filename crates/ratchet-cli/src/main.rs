@@ -477,7 +477,8 @@ fn main() -> ExitCode {
     let traces = match setup::init_logging(cli.otlp_endpoint.as_deref()) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let message = ratchet::secrets::redact_string(format!("{e:#}"));
+            eprintln!("error: {message}");
             return ExitCode::from(2);
         }
     };

@@ -37,7 +37,8 @@ impl Traces {
             Some("") => anyhow::bail!("--otlp-endpoint is empty"),
             Some(base) => {
                 if !(base.starts_with("http://") || base.starts_with("https://")) {
-                    anyhow::bail!("--otlp-endpoint must be an http(s) URL, not '{base}'");
+                    // Not echoed: an endpoint may carry credentials.
+                    anyhow::bail!("--otlp-endpoint must be an http:// or https:// URL");
                 }
                 Some(format!("{}/v1/traces", base.trim_end_matches('/')))
             }

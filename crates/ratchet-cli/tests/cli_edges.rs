@@ -124,6 +124,35 @@ fn input_the_cli_cannot_run_exits_2_and_stores_nothing() {
 }
 
 #[test]
+fn a_bad_otlp_endpoint_is_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        "",
+        "ftp://user:hunter2-pass@collector:4318",
+        "collector:4318",
+    ] {
+        let o = ratchet(
+            dir.path(),
+            &["--otlp-endpoint", bad, "turn", "--session", "s", "hi"],
+        )
+        .output()
+        .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {err}");
+        assert!(err.contains("--otlp-endpoint"), "{err}");
+        assert!(
+            !err.contains("hunter2"),
+            "the endpoint's credentials echoed: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(
+        !dir.path().join(".ratchet").exists(),
+        "nothing ran, nothing stored"
+    );
+}
+
+#[test]
 fn logs_to_a_pipe_are_plain_text() {
     let dir = tempfile::tempdir().unwrap();
     let o = ratchet(dir.path(), &["turn", "--session", "s", "What is 6*7?"])

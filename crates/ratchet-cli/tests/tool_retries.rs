@@ -86,6 +86,8 @@ fn rig(class: IdempotencyClass, fail_first: usize, hang_on: Option<usize>) -> Ri
         {"text": "done"}
     ]});
     let mut rt = support::scripted_runtime(store.clone(), script);
+    // The timeline's step_ran events, which carry each step's retries.
+    rt.config.live_events = true;
     let tool = Flaky {
         class,
         fail_first,
@@ -166,11 +168,28 @@ fn finished(outcome: &TurnOutcome) -> bool {
 
 #[tokio::test]
 async fn a_retryable_error_is_retried_in_the_same_step_with_the_same_key() {
+    let retries = || {
+        let text = ratchet::metrics::render(None);
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ratchet_retries_total{kind=\"tool\"} "))
+            .map(|n| n.parse::<u64>().unwrap());
+        line.unwrap_or(0)
+    };
+    let before = retries();
     let rig = rig(IdempotencyClass::Keyed, 2, None);
     let turn = rig.run().await;
     assert!(finished(&turn.outcome), "{:?}", turn.outcome);
     let keys = rig.keys();
     assert_eq!(keys.len(), 3, "two 503s, then success");
+    // Other tests here retry too: the counter only grows.
+    assert!(retries() >= before + 2, "the metric counts both retries");
+    let events = rig.store.events_after(&rig.session, 0, 100).await.unwrap();
+    let ran = events.iter().find_map(|e| match &e.event.kind {
+        EventKind::StepRan { step, retries, .. } if step == "tool:0:call_0" => Some(*retries),
+        _ => None,
+    });
+    assert_eq!(ran, Some(2), "the step's timeline bar shows its retries");
     assert!(keys.iter().all(|k| *k == keys[0]), "one key: {keys:?}");
     assert_eq!(rig.result().await, ("acted on call 3".to_string(), false));
     let steps = rig
