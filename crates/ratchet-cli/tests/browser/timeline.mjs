@@ -23,11 +23,15 @@ try {
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.goto(url);
+  // A stage is reported once `n` turns are committed on screen and the
+  // message list (reloaded after each commit) has grown past `shown`.
+  let shown = 0;
   const report = async (stage, n) => {
     await page.waitForFunction(
-      (n) => document.querySelectorAll('section.turn[data-status="committed"]').length >= n
-        && document.querySelectorAll("#message-list .msg").length > 0,
-      n, { timeout: 60000 });
+      ([n, shown]) => document.querySelectorAll('section.turn[data-status="committed"]').length >= n
+        && document.querySelectorAll("#message-list .msg").length > shown,
+      [n, shown], { timeout: 60000 });
+    shown = await page.evaluate(() => document.querySelectorAll("#message-list .msg").length);
     const dom = await page.evaluate(() => ({
       connection: document.getElementById("conn").dataset.state,
       turns: [...document.querySelectorAll("section.turn")].map((t) => ({
