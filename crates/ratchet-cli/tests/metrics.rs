@@ -41,26 +41,10 @@ async fn a_crashed_and_retried_turn_counts_once_and_its_replayed_steps_apart() {
     let http = [("RATCHET_HTTP", addr.as_str())];
     let faulty = [http[0], ("RATCHET_FAULT", "after:tool:0:call_0")];
     let mut rig = Rig::start(&faulty).await;
-    let call = {
-        let ingress = rig.server.ingress.clone();
-        tokio::spawn(async move {
-            let url = format!("{ingress}/Session/m1/turn");
-            let resp = reqwest::Client::new()
-                .post(url)
-                .json(&body("What is 17*23+4?", "in-1"))
-                .send()
-                .await
-                .unwrap();
-            resp.status().as_u16()
-        })
-    };
-    assert!(
-        rig.service.wait_exit(Duration::from_secs(60)),
-        "{}",
-        rig.diagnostics()
-    );
-    rig.service.restart(&http).unwrap();
-    assert_eq!(call.await.unwrap(), 200, "{}", rig.diagnostics());
+    let status = rig
+        .turn_across_a_crash("m1", &body("What is 17*23+4?", "in-1"), &[], &http)
+        .await;
+    assert_eq!(status, 200, "{}", rig.diagnostics());
     let (status, again) = rig
         .server
         .call("m1", "turn", &body("What is 17*23+4?", "in-1"))

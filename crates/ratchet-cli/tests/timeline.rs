@@ -65,24 +65,10 @@ async fn the_timeline_shows_a_crashed_turn_s_steps_and_replays_and_follows_the_n
         ("RATCHET_FAULT", "after:tool:0:call_1"),
     ];
     let mut rig = Rig::start(&faulty).await;
-    let call = {
-        let ingress = rig.server.ingress.clone();
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .post(format!("{ingress}/Session/tl/turn"))
-                .json(&body(THREE_TOOLS, "in-1"))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        })
-    };
-    assert!(
-        rig.service.wait_exit(Duration::from_secs(60)),
-        "{}",
-        rig.diagnostics()
-    );
-    rig.service.restart(&observe).unwrap();
-    assert_eq!(call.await.unwrap().unwrap(), 200, "{}", rig.diagnostics());
+    let status = rig
+        .turn_across_a_crash("tl", &body(THREE_TOOLS, "in-1"), &[], &observe)
+        .await;
+    assert_eq!(status, 200, "{}", rig.diagnostics());
 
     let shot = root().join("target/timeline.png");
     let _ = std::fs::remove_file(&shot);

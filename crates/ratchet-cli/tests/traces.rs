@@ -283,25 +283,12 @@ async fn a_durable_turn_s_spans_arrive_in_the_request_s_trace_with_the_right_par
     let faulty = [otel[0], otel[1], ("RATCHET_FAULT", "after:tool:0:call_0")];
     rig.service.restart(&faulty).unwrap();
     let trace2 = "5bf92f3577b34da6a3ce929d0e0e4737";
-    let call = {
-        let ingress = rig.server.ingress.clone();
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .post(format!("{ingress}/Session/crashed/turn"))
-                .header("traceparent", format!("00-{trace2}-00f067aa0ba902b7-01"))
-                .json(&json!({"input": {"items": [{"type": "text", "text": "What is 17*23+4?"}], "input_id": "t-1"}}))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        })
-    };
-    assert!(
-        rig.service.wait_exit(Duration::from_secs(60)),
-        "{}",
-        rig.diagnostics()
-    );
-    rig.service.restart(&otel).unwrap();
-    assert_eq!(call.await.unwrap().unwrap(), 200, "{}", rig.diagnostics());
+    let traceparent = [("traceparent", format!("00-{trace2}-00f067aa0ba902b7-01"))];
+    let question = json!({"input": {"items": [{"type": "text", "text": "What is 17*23+4?"}], "input_id": "t-1"}});
+    let status = rig
+        .turn_across_a_crash("crashed", &question, &traceparent, &otel)
+        .await;
+    assert_eq!(status, 200, "{}", rig.diagnostics());
     rig.service.terminate(Duration::from_secs(30));
     // restate-server's spans of this one are not waited for: its batch
     // exporter now and then never sends a batch (seen twice in ten runs);

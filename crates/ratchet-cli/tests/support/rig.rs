@@ -39,6 +39,35 @@ impl Rig {
         }
     }
 
+    /// Calls `session`'s `turn` with `body` (and `headers`) while the
+    /// service dies at the fault point its environment names, restarts the
+    /// service with `env` once it has died, and returns the reply's status
+    /// (Restate retries the invocation on the new process).
+    pub async fn turn_across_a_crash(
+        &mut self,
+        session: &str,
+        body: &Value,
+        headers: &[(&str, String)],
+        env: &[(&str, &str)],
+    ) -> u16 {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/Session/{session}/turn", self.server.ingress))
+            .json(body);
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        let call = tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) });
+        let died = self.service.wait_exit(Duration::from_secs(60));
+        assert!(
+            died,
+            "the service never reached its fault point\n{}",
+            self.diagnostics()
+        );
+        self.service.restart(env).unwrap();
+        let status = call.await.unwrap();
+        status.unwrap_or_else(|e| panic!("the turn's call failed: {e}\n{}", self.diagnostics()))
+    }
+
     /// The SQLite file.
     pub fn db(&self) -> std::path::PathBuf {
         self.dir.path().join("ratchet.db")
