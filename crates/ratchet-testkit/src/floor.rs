@@ -24,6 +24,21 @@ impl Floor {
         Ok(n)
     }
 
+    /// `count` no-op journaled steps: the floor for a long turn of that
+    /// many steps. Returns the sum of the step indices.
+    #[handler]
+    async fn steps(&self, ctx: ObjectContext<'_>, count: u32) -> Result<u64, HandlerError> {
+        let mut n = 0u64;
+        for i in 0..count {
+            n += u64::from(
+                ctx.run(|| async move { Ok(i) })
+                    .name(format!("noop:{i}"))
+                    .await?,
+            );
+        }
+        Ok(n)
+    }
+
     /// The same nine steps, each journaling `bytes` bytes: the floor for a
     /// turn whose step records are that large.
     #[handler]

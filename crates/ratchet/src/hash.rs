@@ -15,8 +15,36 @@ pub struct HashError(pub String);
 /// serde_json writes struct fields in declaration order and maps in key
 /// order, so equal values hash equally across runs and builds.
 pub fn digest<T: Serialize + ?Sized>(value: &T) -> Result<String, HashError> {
-    let bytes = serde_json::to_vec(value).map_err(|e| HashError(e.to_string()))?;
-    Ok(digest_bytes(&bytes))
+    // The JSON goes straight into the hasher: the same bytes as
+    // `serde_json::to_vec`, without building them (a model call's input is
+    // the whole turn so far).
+    let mut hasher = HashWriter(Sha256::new());
+    serde_json::to_writer(&mut hasher, value).map_err(|e| HashError(e.to_string()))?;
+    Ok(hex::encode(&hasher.0.finalize()[..16]))
+}
+
+/// The same hash as [`digest_bytes`] of the chunks joined, without joining
+/// them.
+pub fn digest_chunks(chunks: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for c in chunks {
+        hasher.update(c);
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+/// Feeds written bytes to a SHA-256.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The SHA-256 of raw bytes, hex encoded (first 32 hex digits).
@@ -39,6 +67,8 @@ mod tests {
             digest(&serde_json::json!({"a": [2, 1], "b": 1}))
         );
         assert_eq!(digest(&a).unwrap().len(), 32);
+        let bytes = serde_json::to_vec(&a).unwrap();
+        assert_eq!(digest(&a).unwrap(), digest_bytes(&bytes));
     }
 
     #[test]

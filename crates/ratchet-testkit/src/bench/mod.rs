@@ -8,7 +8,9 @@
 //! time, turn p50); service RSS after 1,000 sessions ran one turn each.
 
 pub mod cluster;
+mod deep;
 mod growth;
+mod long;
 pub mod probe;
 pub mod stats;
 
@@ -40,6 +42,9 @@ struct Sizes {
     inline: usize,
     growth_turns: usize,
     sessions_for_rss: usize,
+    long_turns: usize,
+    deep_turns: usize,
+    views: usize,
 }
 
 impl Sizes {
@@ -52,6 +57,9 @@ impl Sizes {
                 inline: 100,
                 growth_turns: 8,
                 sessions_for_rss: 1000,
+                long_turns: 2,
+                deep_turns: 100,
+                views: 20,
             }
         } else {
             Sizes {
@@ -61,6 +69,9 @@ impl Sizes {
                 inline: 200,
                 growth_turns: 30,
                 sessions_for_rss: 1000,
+                long_turns: 5,
+                deep_turns: 300,
+                views: 50,
             }
         }
     }
@@ -236,11 +247,23 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
     let dir = tempfile::tempdir().map_err(err)?;
     let script = dir.path().join("bench-script.json");
     std::fs::write(&script, bench_script().to_string()).map_err(err)?;
-    let model = format!("scripted:{}", script.display());
+    let long_script = dir.path().join("long-script.json");
+    std::fs::write(&long_script, long::script().to_string()).map_err(err)?;
+    // Two agents: `Session` runs the bench turn, `Long` the long turn.
+    let agents = dir.path().join("agents.toml");
+    let agents_toml = format!(
+        "[[agent]]\nname = \"Session\"\nmodel = \"scripted:{}\"\n\n\
+         [[agent]]\nname = \"Long\"\nmodel = \"scripted:{}\"\nmax_iterations = {}\n",
+        script.display(),
+        long_script.display(),
+        long::ROUNDS + 10
+    );
+    std::fs::write(&agents, agents_toml).map_err(err)?;
+    let agents = agents.display().to_string();
     let db = dir.path().join("bench.db");
     let server = RestateServer::start()?;
     let env = [
-        ("RATCHET_MODEL", model.as_str()),
+        ("RATCHET_AGENTS", agents.as_str()),
         ("RATCHET_WITH_FLOOR", "true"),
         ("RATCHET_LOG", "warn"),
         // Measure what production runs: no effect ledger.
@@ -396,6 +419,21 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
     sample.extend(["tp-0", "tp-31", "g10", "g10000"].map(String::from));
     let steps_checked = probe::check_journaled_steps(&server.admin, &sample, 5).await?;
 
+    say(&format!(
+        "long turn: {} model calls with 3 tools each, {} steps, vs the floor",
+        long::ROUNDS + 1,
+        long::STEPS
+    ));
+    let long_turn = long::run(&server, &ingress, sizes.long_turns, pids).await?;
+
+    say(&format!(
+        "deep inbox: drain with {} vs 10 inputs waiting; view with deep backlog and history",
+        deep::DEEP
+    ));
+    // Last: the deep session goes on draining its backlog until the end.
+    let deep_inbox = deep::run(&ingress, &db, sizes.deep_turns, sizes.views).await?;
+    let view_ratio = |a: &stats::Percentiles, b: &stats::Percentiles| ratio(a.p50_ms, b.p50_ms);
+
     let g10 = &growth[0];
     let g10k = &growth[growth.len() - 1];
     Ok(json!({
@@ -416,6 +454,13 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
         "turn_p50_growth_10k_vs_10": ratio(g10k.turn.p50_ms, g10.turn.p50_ms),
         "commit_p50_growth_10k_vs_10": ratio(g10k.commit.p50_ms, g10.commit.p50_ms),
         "service_rss_mb_1000_sessions": rss,
+        "long_turn_per_step_vs_floor": long_turn.per_step_vs_floor(),
+        "long_turn_journal_bytes_round_50_vs_1": long_turn.bytes_round_50_vs_1(),
+        "long_turn_service_cpu_per_step_vs_floor": long_turn.cpu_vs_floor("service_us"),
+        "long_turn_restate_cpu_per_step_vs_floor": long_turn.cpu_vs_floor("restate_us"),
+        "deep_inbox_drain_10k_vs_10": deep_inbox.drain_10k_vs_10(),
+        "view_p50_backlog_10k_vs_10": view_ratio(&deep_inbox.view_backlog_10k, &deep_inbox.view_backlog_10),
+        "view_p50_history_10k_vs_10": view_ratio(&deep_inbox.view_history_10k, &deep_inbox.view_history_10),
         "raw": {
             "quick": opts.quick,
             "durable_turn": durable,
@@ -429,6 +474,8 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
             "inline": {"sqlite": inline_sqlite, "sqlite_normal": inline_sqlite_normal, "memory": inline_memory},
             "growth": growth,
             "sessions_for_rss": per_caller * 32,
+            "long_turn": long_turn,
+            "deep_inbox": deep_inbox,
         }
     }))
 }

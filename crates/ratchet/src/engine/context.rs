@@ -2,7 +2,48 @@
 //! splits a tool call from its result) and the message list a model call
 //! sees.
 
-use crate::model::{Message, Role};
+use crate::model::{Message, Role, SessionId};
+use crate::store::{SessionStore, StoreResult};
+use std::sync::{Arc, Mutex};
+
+/// The history tail a frame's steps read, read from the store once per
+/// frame by the first step that needs it (prepare, or after a replay the
+/// first model call that runs) and shared by the later ones. The tail at
+/// the claim's base version never changes: a commit only adds versions
+/// above it, and the claim's lease keeps any other turn from committing.
+#[derive(Default)]
+pub struct HistoryTail {
+    read: Mutex<Option<Tail>>,
+}
+
+/// A tail read: at which version, how many messages at most, and them.
+type Tail = (u64, usize, Arc<Vec<Message>>);
+
+impl HistoryTail {
+    /// The last `limit` messages at `version`, oldest first.
+    pub async fn at(
+        &self,
+        store: &dyn SessionStore,
+        session: &SessionId,
+        version: u64,
+        limit: usize,
+    ) -> StoreResult<Arc<Vec<Message>>> {
+        if let Some((v, l, tail)) = &*self.read.lock().unwrap_or_else(|e| e.into_inner())
+            && (*v, *l) == (version, limit)
+        {
+            return Ok(tail.clone());
+        }
+        let tail: Vec<Message> = store
+            .recent_messages(session, version, limit)
+            .await?
+            .into_iter()
+            .map(|m| m.message)
+            .collect();
+        let tail = Arc::new(tail);
+        *self.read.lock().unwrap_or_else(|e| e.into_inner()) = Some((version, limit, tail.clone()));
+        Ok(tail)
+    }
+}
 
 /// The index of the first history message to keep, so that at most `limit`
 /// messages remain and the first kept one is not a tool result whose call
@@ -21,7 +62,8 @@ pub fn assemble(
     history: &[Message],
     turn_messages: &[Message],
 ) -> Vec<Message> {
-    let mut out = Vec::with_capacity(history.len() + turn_messages.len() + 1);
+    // Room for the steers a model call appends.
+    let mut out = Vec::with_capacity(history.len() + turn_messages.len() + 4);
     if !system_prompt.is_empty() {
         out.push(Message::text("system", Role::System, system_prompt));
     }

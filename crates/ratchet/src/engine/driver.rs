@@ -61,7 +61,9 @@ pub async fn run_turn(
             } else {
                 req.turn_id.agent_frame(frame)
             };
+            let history = super::context::HistoryTail::default();
             let cx = TurnCx {
+                history: &history,
                 rt,
                 journal,
                 session: &req.session_id,

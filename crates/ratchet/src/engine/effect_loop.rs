@@ -60,6 +60,8 @@ struct Loop<'c, 'a> {
     steered: Vec<String>,
     /// FIFO position of the last steer taken.
     steer_seq: u64,
+    /// The JSON of `messages`, for the model calls' input hashes.
+    json: model_step::MessagesJson,
 }
 
 /// Runs the effect loop with the turn's tools; `events` are those the turn
@@ -84,6 +86,7 @@ pub async fn run(
         events,
         steered: Vec::new(),
         steer_seq: 0,
+        json: model_step::MessagesJson::default(),
     };
     let outcome = lp.drive().await?;
     Ok(Effects {
@@ -323,7 +326,7 @@ impl Loop<'_, '_> {
         });
     }
 
-    async fn model_step(&self, i: u32) -> Result<ModelRecord, JournalError> {
+    async fn model_step(&mut self, i: u32) -> Result<ModelRecord, JournalError> {
         let call = model_step::ModelCall {
             claim: self.claim,
             prep: self.prep,
@@ -331,6 +334,7 @@ impl Loop<'_, '_> {
             messages: &self.messages,
             steer_seq: self.steer_seq,
             tools: self.tools,
+            json: &mut self.json,
         };
         model_step::run(self.cx, call).await
     }

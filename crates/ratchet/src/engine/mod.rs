@@ -228,6 +228,8 @@ pub struct TurnCx<'a> {
     /// How many steps this run of the turn has answered from the journal
     /// so far (a retried or resumed invocation replays its recorded steps).
     pub replayed: &'a std::sync::atomic::AtomicU32,
+    /// The frame's history tail, read once.
+    pub history: &'a context::HistoryTail,
 }
 
 tokio::task_local! {

@@ -9,7 +9,7 @@ use super::claim::ClaimRecord;
 use super::context::assemble;
 use super::prepare::PrepareRecord;
 use super::steer::{self, Steered};
-use super::{TurnCx, input_hash, step_err};
+use super::{TurnCx, step_err};
 use crate::journal::{JournalError, StepName};
 use crate::llm::{FinishReason, ModelDirective, ModelRequest};
 use crate::model::{Message, Role, Usage};
@@ -63,6 +63,58 @@ pub struct ModelCall<'c> {
     pub steer_seq: u64,
     /// The turn's tools.
     pub tools: &'c crate::tools::ToolRegistry,
+    /// The JSON of `messages`, kept across calls.
+    pub json: &'c mut MessagesJson,
+}
+
+/// The JSON of a turn's messages as serde_json writes them inside an
+/// array, kept as the turn grows. A model call's input hash covers every
+/// message so far; serializing them all again at each call made that hash
+/// the largest item in a long turn's profile. The bytes hashed are exactly
+/// those of `input_hash(&("model", base_version, i, messages, tool_names))`,
+/// so records written either way replay.
+#[derive(Default)]
+pub struct MessagesJson {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl MessagesJson {
+    /// The model call's input hash.
+    pub fn input_hash(
+        &mut self,
+        base_version: u64,
+        i: u32,
+        messages: &[Message],
+        tool_names: &[String],
+    ) -> Result<String, JournalError> {
+        let encode = |e: serde_json::Error| {
+            JournalError::Step(crate::journal::StepError::Terminal {
+                code: crate::ErrorCode::JournalEncode,
+                message: e.to_string(),
+            })
+        };
+        // The turn's messages only grow; anything else starts over.
+        if messages.len() < self.count {
+            *self = MessagesJson::default();
+        }
+        for m in &messages[self.count..] {
+            if self.count > 0 {
+                self.bytes.push(b',');
+            }
+            serde_json::to_writer(&mut self.bytes, m).map_err(encode)?;
+            self.count += 1;
+        }
+        let names = serde_json::to_vec(tool_names).map_err(encode)?;
+        let head = format!("[\"model\",{base_version},{i},[");
+        Ok(crate::hash::digest_chunks(&[
+            head.as_bytes(),
+            &self.bytes,
+            b"],",
+            &names,
+            b"]",
+        ]))
+    }
 }
 
 /// Runs step `model:{i}`: takes pending steers, assembles the context from
@@ -77,16 +129,15 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
         messages,
         steer_seq,
         tools,
+        json,
     } = call;
-    let tool_names = tools.names();
-    let hash = input_hash(&("model", claim.base_version, i, messages, &tool_names))?;
-    let mut turn_messages = messages.to_vec();
+    let hash = json.input_hash(claim.base_version, i, messages, &tools.names())?;
     cx.step(StepName::Model(i), &hash, async move {
         cx.keep_lease(&claim.lease).await?;
         if cx.cancel.is_cancelled() {
             return Ok(ModelRecord::Cancelled);
         }
-        let steered = steer::take(cx, steer_seq, turn_messages.len()).await?;
+        let steered = steer::take(cx, steer_seq, messages.len()).await?;
         if rt.config.live_events {
             let step = cx.step_name(StepName::Model(i));
             for (k, s) in steered.iter().enumerate() {
@@ -97,23 +148,21 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
                 super::append_live(cx, &format!("{step}:steer:{k}"), kind).await?;
             }
         }
-        turn_messages.extend(steered.iter().map(|s| s.message.clone()));
-        let message_id = cx.turn.derive("msg", turn_messages.len());
+        let message_id = cx.turn.derive("msg", messages.len() + steered.len());
         let limit = claim
             .settings
             .context_limit
             .unwrap_or(rt.config.max_context_messages) as usize;
-        let history = rt
-            .store
-            .recent_messages(cx.session, claim.base_version, limit)
+        let history = cx
+            .history
+            .at(rt.store.as_ref(), cx.session, claim.base_version, limit)
             .await
             .map_err(step_err)?;
-        let kept: Vec<Message> = history
-            .into_iter()
-            .skip(prep.context_start)
-            .map(|m| m.message)
-            .collect();
-        let mut messages = assemble(&prep.system_prompt, &kept, &turn_messages);
+        let kept = history.get(prep.context_start..).unwrap_or_default();
+        // One copy of the context: history kept, the turn so far, then
+        // the steers this call took.
+        let mut messages = assemble(&prep.system_prompt, kept, messages);
+        messages.extend(steered.iter().map(|s| s.message.clone()));
         for p in rt.plugins.iter() {
             p.transform_context(&cx.turn_info(&claim.settings), &mut messages);
         }
@@ -189,4 +238,40 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Part;
+
+    /// The kept JSON hashes exactly as the whole tuple does, call after
+    /// call, as the turn's messages grow, and after they are replaced.
+    #[test]
+    fn kept_message_json_hashes_as_the_whole_input_does() {
+        let mut messages = vec![Message::text(
+            "m0",
+            Role::User,
+            "Tab\there, \"quoted\", é ✓",
+        )];
+        let names = vec!["calculator".to_string(), "notes".to_string()];
+        let mut json = MessagesJson::default();
+        for i in 0..4u32 {
+            let whole = super::super::input_hash(&("model", 7u64, i, &messages, &names)).unwrap();
+            assert_eq!(json.input_hash(7, i, &messages, &names).unwrap(), whole);
+            messages.push(Message {
+                id: format!("m{}", i + 1),
+                role: Role::Tool,
+                parts: vec![Part::ToolResult {
+                    tool_call_id: format!("c{i}"),
+                    content: format!("line\n{i}"),
+                    is_error: i % 2 == 0,
+                }],
+            });
+        }
+        let other = vec![Message::text("x", Role::User, "another turn")];
+        let whole = super::super::input_hash(&("model", 1u64, 0u32, &other, &names)).unwrap();
+        assert_eq!(json.input_hash(1, 0, &other, &names).unwrap(), whole);
+        assert_ne!(json.input_hash(1, 1, &other, &names).unwrap(), whole);
+    }
 }

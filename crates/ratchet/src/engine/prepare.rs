@@ -168,14 +168,11 @@ pub async fn run(cx: &TurnCx<'_>, claim: &ClaimRecord) -> Result<PrepareRecord, 
             .unwrap_or(rt.config.max_context_messages) as usize;
         // Only the tail the context can hold is read: a turn's cost does not
         // grow with the session's history.
-        let history: Vec<Message> = rt
-            .store
-            .recent_messages(cx.session, claim.base_version, limit)
+        let history = cx
+            .history
+            .at(rt.store.as_ref(), cx.session, claim.base_version, limit)
             .await
-            .map_err(step_err)?
-            .into_iter()
-            .map(|m| m.message)
-            .collect();
+            .map_err(step_err)?;
         let context_start = plan_context_start(&history, limit);
         let rejected = |reason, message: String| PrepareRecord {
             user_message: None,

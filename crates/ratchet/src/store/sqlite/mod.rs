@@ -124,7 +124,7 @@ impl HistoryStore for SqliteStore {
             let mut newest_first = collect(
                 c,
                 "SELECT version, turn_id, body FROM messages
-                 WHERE session_id = ?1 AND version <= ?2 ORDER BY version DESC, ord DESC LIMIT ?3",
+                 WHERE session_id = ?1 AND version <= ?2 ORDER BY version DESC, ord DESC LIMIT +?3",
                 params![session.as_str(), clamp(at_version), clamp(limit as u64)],
                 |r| {
                     Ok(StoredMessage {
@@ -318,7 +318,7 @@ impl EventStore for SqliteStore {
             collect(
                 c,
                 "SELECT cursor, body FROM events WHERE session_id = ?1 AND cursor > ?2
-                 ORDER BY cursor LIMIT ?3",
+                 ORDER BY cursor LIMIT +?3",
                 params![session.as_str(), clamp(cursor), clamp(limit as u64)],
                 |r| {
                     Ok(StoredEvent {

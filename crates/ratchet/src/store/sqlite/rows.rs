@@ -76,7 +76,7 @@ impl SqliteStore {
         collect(
             conn,
             "SELECT id, seq, payload, state, claim_fence, turn_id FROM inbox
-             WHERE session_id = ?1 AND state != 'completed' ORDER BY seq LIMIT ?2",
+             WHERE session_id = ?1 AND state != 'completed' ORDER BY seq LIMIT +?2",
             params![session.as_str(), super::clamp(limit)],
             inbox_entry,
         )
@@ -97,7 +97,7 @@ impl SqliteStore {
                 conn,
                 "SELECT id, seq, payload, state, claim_fence, turn_id FROM inbox
                  WHERE session_id = ?1 AND state != 'completed' AND seq > ?2
-                 ORDER BY seq LIMIT ?3",
+                 ORDER BY seq LIMIT +?3",
                 params![
                     session.as_str(),
                     super::clamp(after),
@@ -124,7 +124,7 @@ impl SqliteStore {
             // otherwise walk every pending input through `inbox_live`.
             "SELECT id, seq, payload, state, claim_fence, turn_id FROM inbox INDEXED BY inbox_steer
              WHERE session_id = ?1 AND steer = 1 AND state = 'pending' AND seq > ?2
-             ORDER BY seq LIMIT ?3",
+             ORDER BY seq LIMIT +?3",
             params![
                 session.as_str(),
                 super::clamp(after_seq),
@@ -240,6 +240,13 @@ pub(super) fn col<T: rusqlite::types::FromSql>(row: &Row<'_>, i: usize) -> Store
 }
 
 /// Runs a query and maps every row.
+///
+/// A bound `LIMIT` is written `LIMIT +?N`: SQLite plans a bare `LIMIT ?N`
+/// with the value bound, so every new binding expires the cached
+/// statement and its next step parses and plans it again (that re-prepare
+/// topped the service's profile of a long turn, which reads the same few
+/// statements once per model call). The unary plus keeps the plan
+/// independent of the value.
 pub(super) fn collect<T>(
     conn: &Connection,
     sql: &str,
@@ -252,6 +259,9 @@ pub(super) fn collect<T>(
     while let Some(row) = rows.next().map_err(map_err)? {
         out.push(map(row)?);
     }
+    drop(rows);
+    #[cfg(test)]
+    tests::note_reprepares(&stmt);
     Ok(out)
 }
 
@@ -285,4 +295,46 @@ fn inbox_entry(r: &rusqlite::Row<'_>) -> StoreResult<InboxEntry> {
         claim_fence: col::<Option<i64>>(r, 4)?.map(|f| f as u64),
         turn_id: col(r, 5)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{SessionId, TurnInput};
+    use crate::store::prelude::*;
+    use crate::store::{InboxPayload, NewInboxEntry, SqliteStore};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static REPREPARED: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn note_reprepares(stmt: &rusqlite::CachedStatement<'_>) {
+        let n = stmt.get_status(rusqlite::StatementStatus::RePrepare);
+        REPREPARED.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The hot reads run from the statement cache with new bound values
+    /// each time, and SQLite never has to re-prepare them.
+    #[tokio::test]
+    async fn cached_reads_are_never_re_prepared_for_new_bindings() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("s.db")).unwrap();
+        let sid = SessionId::new("s").unwrap();
+        for i in 0..3 {
+            let entry = NewInboxEntry {
+                id: format!("in-{i}"),
+                turn_id: Some(format!("t-{i}")),
+                payload: InboxPayload::Input(
+                    TurnInput::text("hi").with_input_id(format!("in-{i}")),
+                ),
+            };
+            store.enqueue(&sid, entry).await.unwrap();
+        }
+        for n in 1..6 {
+            store.recent_messages(&sid, n, n as usize).await.unwrap();
+            store.pending_steers(&sid, n, n as usize).await.unwrap();
+            store.events_after(&sid, n, n as usize).await.unwrap();
+            store.inbox_page(&sid, n as usize).await.unwrap();
+            store.live_head(&sid, n as usize).await.unwrap();
+        }
+        assert_eq!(REPREPARED.load(Ordering::Relaxed), 0);
+    }
 }
