@@ -110,3 +110,46 @@ async fn two_handles_on_one_file_share_the_lease_and_inbox() {
     let claim = a.claim(&lease, ClaimTarget::Next).await.unwrap().unwrap();
     assert_eq!(claim.input.id, "in-1");
 }
+
+/// A file from a build before the live-entry counts (schema 4) opens with
+/// its counts backfilled, and they follow enqueue, claim, give-back and a
+/// live-entry total across sessions.
+#[tokio::test]
+async fn live_entry_counts_are_backfilled_on_upgrade_and_kept_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v4.db");
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        for id in ["in-1", "in-2", "in-3"] {
+            store.enqueue(&sid("s"), entry(id)).await.unwrap();
+        }
+        store.enqueue(&sid("t"), entry("in-1")).await.unwrap();
+    }
+    {
+        // Back to schema 4: no count table, no triggers.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "DROP TRIGGER inbox_live_insert; DROP TRIGGER inbox_live_update;
+             DROP TRIGGER inbox_live_delete; DROP TABLE inbox_live_count;
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.inbox_page(&sid("s"), 1).await.unwrap().total, 3);
+    assert_eq!(store.live_inputs_total().await.unwrap(), 4);
+    store.enqueue(&sid("s"), entry("in-4")).await.unwrap();
+    assert_eq!(store.inbox_page(&sid("s"), 1).await.unwrap().total, 4);
+    let lease = store.acquire_lease(&sid("t"), "a", 60_000).await.unwrap();
+    let claim = store
+        .claim(&lease, ClaimTarget::Next)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.input.id, "in-1");
+    // Claimed is still live; given back, still live.
+    assert_eq!(store.inbox_page(&sid("t"), 1).await.unwrap().total, 1);
+    store.abandon_claims(&sid("t"), lease.fence).await.unwrap();
+    assert_eq!(store.inbox_page(&sid("t"), 1).await.unwrap().total, 1);
+    assert_eq!(store.live_inputs_total().await.unwrap(), 5);
+}

@@ -226,7 +226,7 @@ impl InboxStore for SqliteStore {
 
     async fn live_inputs_total(&self) -> StoreResult<u64> {
         self.read(|c| {
-            let sql = "SELECT count(*) FROM inbox WHERE state != 'completed'";
+            let sql = "SELECT COALESCE(SUM(n), 0) FROM inbox_live_count";
             row(c, sql, [], |r| r.get::<_, i64>(0))
                 .map(|n| n as u64)
                 .map_err(map_err)

@@ -179,7 +179,7 @@ impl SqliteStore {
         let entries = Self::live_page(c, session, limit as u64)?;
         let total: i64 = row(
             c,
-            "SELECT count(*) FROM inbox WHERE session_id = ?1 AND state != 'completed'",
+            "SELECT COALESCE((SELECT n FROM inbox_live_count WHERE session_id = ?1), 0)",
             params![session.as_str()],
             |r| r.get(0),
         )

@@ -102,6 +102,28 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE inbox ADD COLUMN steer INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX inbox_steer ON inbox (session_id, seq) WHERE steer = 1 AND state = 'pending';
     CREATE INDEX inbox_live_fifo ON inbox (session_id, seq) WHERE state != 'completed';",
+    // 5: each session's count of live inbox entries, kept by triggers, so
+    // a view's `pending_total` is one row whatever the backlog (a count
+    // over the live index cost a 10,000-entry backlog's view 1.2 ms).
+    "CREATE TABLE inbox_live_count (
+        session_id TEXT PRIMARY KEY,
+        n INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO inbox_live_count (session_id, n)
+        SELECT session_id, count(*) FROM inbox WHERE state != 'completed' GROUP BY session_id;
+    CREATE TRIGGER inbox_live_insert AFTER INSERT ON inbox WHEN NEW.state != 'completed' BEGIN
+        INSERT INTO inbox_live_count (session_id, n) VALUES (NEW.session_id, 1)
+            ON CONFLICT (session_id) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER inbox_live_update AFTER UPDATE OF state ON inbox
+        WHEN (OLD.state != 'completed') != (NEW.state != 'completed') BEGIN
+        INSERT INTO inbox_live_count (session_id, n)
+            VALUES (NEW.session_id, IIF(NEW.state != 'completed', 1, -1))
+            ON CONFLICT (session_id) DO UPDATE SET n = n + excluded.n;
+    END;
+    CREATE TRIGGER inbox_live_delete AFTER DELETE ON inbox WHEN OLD.state != 'completed' BEGIN
+        UPDATE inbox_live_count SET n = n - 1 WHERE session_id = OLD.session_id;
+    END;",
 ];
 
 /// The newest schema version this build knows.
