@@ -4,10 +4,11 @@
 //!
 //! Inputs are enqueued straight into the service's SQLite file (as `submit`
 //! would store them, through the engine's own admission), then one `drain`
-//! is sent; each drain runs one input and sends the next. The rate is timed
-//! from the first commit to the (K+1)-th, so the first drain's start is not
-//! in it. With 10 waiting, the bench tops the inbox up to 10 after every
-//! commit. Every turn committed in those sessions is checked afterwards:
+//! is sent to each session; each drain runs one input and sends the next.
+//! Both sessions drain side by side, and both rates are counted over one
+//! window, from when both have committed once (so no drain's start is in
+//! it) until one has committed K more. The shallow inbox is topped up to
+//! 10 after every commit. Every turn committed in those sessions is checked afterwards:
 //! finished, the bench turn's answer, six messages each.
 
 use super::stats::{Percentiles, percentiles, ratio, round};
@@ -73,44 +74,58 @@ async fn committed(store: &SqliteStore, sid: &SessionId) -> HarnessResult<u64> {
     }
 }
 
-/// Sends one drain to `key`, then times commits 1 → `turns + 1`, topping
-/// the inbox up to `keep` waiting when `top_up` (the next input's number
-/// is `next`). Returns turns per second and how many inputs the session
-/// has had enqueued in all.
-async fn drain_rate(
+/// Sends one drain to each session, then counts both sessions' commits
+/// over one window: from the moment both have committed once until one of
+/// them has committed `turns` more. The two drain side by side, so drift
+/// in this shared machine's speed falls on both alike. The shallow inbox
+/// is topped up to `SHALLOW` waiting after every commit. Returns turns per
+/// second of each, (deep, shallow).
+async fn drain_rates(
     ingress: &Ingress,
     store: &SqliteStore,
-    key: &str,
+    (deep, shallow): (&str, &str),
     turns: usize,
-    top_up: Option<(usize, usize)>,
-) -> HarnessResult<(f64, usize)> {
-    let sid = SessionId::new(key).map_err(err)?;
-    ingress
-        .post(
-            &format!("Session/{key}/drain/send"),
-            Some(&serde_json::json!({})),
-        )
-        .await?;
+) -> HarnessResult<(f64, f64)> {
+    let sids = (
+        SessionId::new(deep).map_err(err)?,
+        SessionId::new(shallow).map_err(err)?,
+    );
+    for key in [deep, shallow] {
+        ingress
+            .post(
+                &format!("Session/{key}/drain/send"),
+                Some(&serde_json::json!({})),
+            )
+            .await?;
+    }
     let deadline = Instant::now() + Duration::from_secs(120);
-    let (mut first, mut next) = (None, top_up.map_or(0, |(_, n)| n));
+    let (mut first, mut next) = (None, SHALLOW);
     loop {
-        let done = committed(store, &sid).await? as usize;
-        if done >= 1 && first.is_none() {
+        let done = (
+            committed(store, &sids.0).await? as usize,
+            committed(store, &sids.1).await? as usize,
+        );
+        if done.0 >= 1 && done.1 >= 1 && first.is_none() {
             first = Some((Instant::now(), done));
         }
         if let Some((start, at)) = first
-            && done >= at + turns
+            && (done.0 >= at.0 + turns || done.1 >= at.1 + turns)
         {
-            return Ok(((done - at) as f64 / start.elapsed().as_secs_f64(), next));
+            let secs = start.elapsed().as_secs_f64();
+            return Ok((
+                (done.0 - at.0) as f64 / secs,
+                (done.1 - at.1) as f64 / secs,
+            ));
         }
-        if let Some((keep, _)) = top_up {
-            while next < done + keep {
-                enqueue(store, &sid, next).await?;
-                next += 1;
-            }
+        while next < done.1 + SHALLOW {
+            enqueue(store, &sids.1, next).await?;
+            next += 1;
         }
         if Instant::now() > deadline {
-            return Err(err(format!("{key}: {done} turns drained in 2 minutes")));
+            return Err(err(format!(
+                "{} and {} turns drained in 2 minutes",
+                done.0, done.1
+            )));
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -169,8 +184,8 @@ async fn view_p50(
     Ok(samples.iter().map(|s| percentiles(s)).collect())
 }
 
-/// Seeds the backlogs, times `view`, then the two drains. Leaves the deep
-/// session draining its tail: run it last.
+/// Seeds the backlogs, times `view`, then the two drains side by side.
+/// Leaves both sessions draining their tails: run it last.
 pub async fn run(
     ingress: &Ingress,
     db: &Path,
@@ -199,17 +214,8 @@ pub async fn run(
         ("g10000", None),
     ];
     let views = view_p50(ingress, &keys, views).await?;
-    let (drain_per_s_10, enqueued) =
-        drain_rate(ingress, &store, shallow, turns, Some((SHALLOW, SHALLOW))).await?;
-    // Let the shallow session run dry before the deep one starts.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while (committed(&store, &shallow_sid).await? as usize) < enqueued {
-        if Instant::now() > deadline {
-            return Err(err("the shallow inbox did not run dry"));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let (drain_per_s_10k, _) = drain_rate(ingress, &store, deep, turns, None).await?;
+    let (drain_per_s_10k, drain_per_s_10) =
+        drain_rates(ingress, &store, (deep, shallow), turns).await?;
     let turns_checked = check_turns(&store, shallow).await? + check_turns(&store, deep).await?;
     Ok(DeepInbox {
         drain_per_s_10: round(drain_per_s_10),

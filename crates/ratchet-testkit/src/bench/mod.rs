@@ -5,7 +5,9 @@
 //! Sections: durable turn vs the `Floor` object (nine no-op steps),
 //! sequential latency and throughput; the inline tier on SQLite vs memory;
 //! growth with 10 … 10,000 prior messages (journal bytes per turn, commit
-//! time, turn p50); service RSS after 1,000 sessions ran one turn each.
+//! time, turn p50); service RSS after 1,000 sessions ran one turn each; the
+//! long turn (50 model calls with 3 tools each, `long.rs`); the deep inbox
+//! (drain rate and `view` with 10,000 inputs waiting, `deep.rs`).
 
 pub mod cluster;
 mod deep;
