@@ -4,6 +4,7 @@
 //! when `ratchet serve --with-floor` asks for it.
 
 use restate_sdk::prelude::*;
+use restate_sdk::serde::Json;
 
 /// The floor object.
 pub struct Floor;
@@ -47,6 +48,30 @@ impl Floor {
         for i in 0..9u32 {
             let out = ctx
                 .run(|| async move { Ok("x".repeat(bytes as usize)) })
+                .name(format!("noop:{i}"))
+                .await?;
+            n += out.len() as u32;
+        }
+        Ok(n)
+    }
+
+    /// The same nine steps, each journaling `bytes` bytes and waiting
+    /// `pace_us` microseconds (asleep, no CPU) before it returns: the floor
+    /// for a turn that journals that much and spends that long in its steps.
+    #[handler]
+    async fn nine_paced(
+        &self,
+        ctx: ObjectContext<'_>,
+        input: Json<(u32, u64)>,
+    ) -> Result<u32, HandlerError> {
+        let (bytes, pace_us) = input.into_inner();
+        let mut n = 0;
+        for i in 0..9u32 {
+            let out = ctx
+                .run(|| async move {
+                    tokio::time::sleep(std::time::Duration::from_micros(pace_us)).await;
+                    Ok("x".repeat(bytes as usize))
+                })
                 .name(format!("noop:{i}"))
                 .await?;
             n += out.len() as u32;

@@ -10,8 +10,9 @@
 //! configurations twice, in the same order, and keeps each one's better
 //! pass; the raw figures keep both.
 
+use super::load::throughput;
 use super::stats::{Percentiles, percentiles, ratio, round};
-use super::{Ingress, bench_script, err, probe, say, throughput};
+use super::{Ingress, bench_script, err, probe, say};
 use crate::harness::{HarnessError, HarnessResult};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

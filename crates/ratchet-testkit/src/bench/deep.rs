@@ -112,10 +112,7 @@ async fn drain_rates(
             && (done.0 >= at.0 + turns || done.1 >= at.1 + turns)
         {
             let secs = start.elapsed().as_secs_f64();
-            return Ok((
-                (done.0 - at.0) as f64 / secs,
-                (done.1 - at.1) as f64 / secs,
-            ));
+            return Ok(((done.0 - at.0) as f64 / secs, (done.1 - at.1) as f64 / secs));
         }
         while next < done.1 + SHALLOW {
             enqueue(store, &sids.1, next).await?;

@@ -132,12 +132,18 @@ async fn commit_times(
     Ok(percentiles(&samples))
 }
 
-/// Average journal bytes of the `turn` invocations on `session`.
-pub async fn journal_bytes_per_turn(server: &RestateServer, session: &str) -> HarnessResult<f64> {
+/// Average journal bytes of the `handler` invocations on object `service`,
+/// key `key`.
+pub async fn journal_bytes(
+    server: &RestateServer,
+    service: &str,
+    key: &str,
+    handler: &str,
+) -> HarnessResult<f64> {
     let invocations = server
         .query(&format!(
-            "SELECT id FROM sys_invocation WHERE target_service_name = 'Session' \
-             AND target_service_key = '{session}' AND target_handler_name = 'turn'"
+            "SELECT id FROM sys_invocation WHERE target_service_name = '{service}' \
+             AND target_service_key = '{key}' AND target_handler_name = '{handler}'"
         ))
         .await?;
     let ids: Vec<String> = invocations
@@ -145,7 +151,7 @@ pub async fn journal_bytes_per_turn(server: &RestateServer, session: &str) -> Ha
         .filter_map(|r| r["id"].as_str().map(|id| format!("'{id}'")))
         .collect();
     if ids.is_empty() {
-        return Err(err(format!("no turn invocations for {session}")));
+        return Err(err(format!("no {service}/{handler} invocations for {key}")));
     }
     let rows = server
         .query(&format!(
@@ -154,7 +160,7 @@ pub async fn journal_bytes_per_turn(server: &RestateServer, session: &str) -> Ha
         ))
         .await?;
     if rows.is_empty() {
-        return Err(err(format!("no journal rows for {session}")));
+        return Err(err(format!("no journal rows for {service}/{key}")));
     }
     let total: f64 = rows.iter().filter_map(|r| r["bytes"].as_f64()).sum();
     Ok(round(total / rows.len() as f64))
@@ -188,7 +194,8 @@ pub async fn run(
         let commit_sid = SessionId::new(format!("c{n}")).map_err(err)?;
         points.push(GrowthPoint {
             prior_messages: *n,
-            journal_bytes_per_turn: journal_bytes_per_turn(server, &format!("g{n}")).await?,
+            journal_bytes_per_turn: journal_bytes(server, "Session", &format!("g{n}"), "turn")
+                .await?,
             commit: commit_times(&store, &commit_sid, turns).await?,
             turn: percentiles(&samples[k]),
         });

@@ -12,6 +12,7 @@
 pub mod cluster;
 mod deep;
 mod growth;
+mod load;
 mod long;
 pub mod probe;
 pub mod stats;
@@ -165,39 +166,36 @@ impl Ingress {
     }
 
     async fn floor_sized(&self, key: &str, bytes: u32) -> HarnessResult<Duration> {
-        let (elapsed, _) = self
-            .post(&format!("Floor/{key}/nine_sized"), Some(&json!(bytes)))
-            .await?;
+        self.floor_paced(key, bytes, None).await
+    }
+
+    /// The sized floor; with `pace_us`, each step also sleeps that long.
+    async fn floor_paced(
+        &self,
+        key: &str,
+        bytes: u32,
+        pace_us: Option<u64>,
+    ) -> HarnessResult<Duration> {
+        let (elapsed, reply) = match pace_us {
+            None => {
+                self.post(&format!("Floor/{key}/nine_sized"), Some(&json!(bytes)))
+                    .await?
+            }
+            Some(us) => {
+                self.post(
+                    &format!("Floor/{key}/nine_paced"),
+                    Some(&json!([bytes, us])),
+                )
+                .await?
+            }
+        };
+        if reply != json!(9 * bytes) {
+            return Err(err(format!(
+                "the sized floor did not make its nine steps: {reply}"
+            )));
+        }
         Ok(elapsed)
     }
-}
-
-/// Runs `op` from 32 concurrent callers, each on its own key, for `secs`;
-/// returns the operations done and the seconds they took.
-async fn throughput<F, Fut>(secs: u64, op: F) -> HarnessResult<(f64, f64)>
-where
-    F: Fn(usize, usize) -> Fut + Send + Sync + Clone + 'static,
-    Fut: std::future::Future<Output = HarnessResult<Duration>> + Send,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for caller in 0..32 {
-        let op = op.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut n = 0usize;
-            while Instant::now() < deadline {
-                op(caller, n).await?;
-                n += 1;
-            }
-            Ok::<usize, HarnessError>(n)
-        }));
-    }
-    let mut total = 0;
-    for t in tasks {
-        total += t.await.map_err(err)??;
-    }
-    Ok((total as f64, start.elapsed().as_secs_f64()))
 }
 
 async fn inline_p50(store: Arc<dyn SessionStore>, n: usize) -> HarnessResult<stats::Percentiles> {
@@ -303,7 +301,8 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
     // The same floor, each step journaling as many bytes as an average
     // ratchet step record: separates the cost of journaling a turn's data
     // from the cost of ratchet's own code.
-    let step_bytes = (growth::journal_bytes_per_turn(&server, "seq-0").await? / 9.0) as u32;
+    let step_bytes =
+        (growth::journal_bytes(&server, "Session", "seq-0", "turn").await? / 9.0) as u32;
     let mut sized = Vec::new();
     for i in 0..sizes.warmup + sizes.sequential {
         let d = ingress
@@ -316,12 +315,9 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
     let floor_sized = percentiles(&sized);
 
     say(&format!(
-        "throughput, 32 concurrent sessions, {} s each",
+        "throughput, 32 concurrent sessions, {} s each: turn, floor, floor with the turn's bytes, paced floor",
         sizes.throughput_secs
     ));
-    // Alternating rounds: drift on this shared machine falls on both sides.
-    // Each side's CPU (the service's, restate-server's) is read around its
-    // own rounds only.
     let pids = (
         service
             .pid()
@@ -330,47 +326,11 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
             .pid()
             .ok_or_else(|| err("restate-server is not running"))?,
     );
-    let rounds = 5u64;
-    let (mut ratchet_n, mut ratchet_s, mut floor_n, mut floor_s) = (0.0, 0.0, 0.0, 0.0);
-    let (mut ratchet_cpu, mut floor_cpu) = (probe::Cpu::default(), probe::Cpu::default());
-    for round in 0..rounds {
-        let ing = ingress.clone();
-        let before = probe::Cpu::now(pids.0, pids.1)?;
-        let (n, secs) = throughput(sizes.throughput_secs / rounds, move |c, n| {
-            let ing = ing.clone();
-            async move {
-                ing.turn(&format!("tp-{c}"), &format!("in-{round}-{n}"))
-                    .await
-            }
-        })
-        .await?;
-        ratchet_cpu.add(probe::Cpu::now(pids.0, pids.1)? - before);
-        (ratchet_n, ratchet_s) = (ratchet_n + n, ratchet_s + secs);
-        let ing = ingress.clone();
-        let before = probe::Cpu::now(pids.0, pids.1)?;
-        let (n, secs) = throughput(sizes.throughput_secs / rounds, move |c, _| {
-            let ing = ing.clone();
-            async move { ing.floor(&format!("tp-{c}")).await }
-        })
-        .await?;
-        floor_cpu.add(probe::Cpu::now(pids.0, pids.1)? - before);
-        (floor_n, floor_s) = (floor_n + n, floor_s + secs);
-    }
-    let (ratchet_tps, floor_tps) = (ratchet_n / ratchet_s, floor_n / floor_s);
-    let per_turn_ms = |cpu: f64, n: f64| round(cpu * 1000.0 / n.max(1.0));
-    let side = |cpu: &probe::Cpu, n: f64| {
-        json!({
-            "service_ms": per_turn_ms(cpu.service_total(), n),
-            "service_user_ms": per_turn_ms(cpu.service.0, n),
-            "service_system_ms": per_turn_ms(cpu.service.1, n),
-            "restate_ms": per_turn_ms(cpu.restate_total(), n),
-            "restate_user_ms": per_turn_ms(cpu.restate.0, n),
-            "restate_system_ms": per_turn_ms(cpu.restate.1, n),
-        })
-    };
-    let cpu_per_turn = json!({
-        "ratchet": side(&ratchet_cpu, ratchet_n),
-        "floor": side(&floor_cpu, floor_n),
+    let load = load::run(&ingress, sizes.throughput_secs, step_bytes, pids).await?;
+    let journal_bytes = json!({
+        "ratchet": growth::journal_bytes(&server, "Session", "seq-0", "turn").await?,
+        "floor": growth::journal_bytes(&server, "Floor", "seq-0", "nine").await?,
+        "floor_sized": growth::journal_bytes(&server, "Floor", "sized-0", "nine_sized").await?,
     });
 
     say("inline tier: SQLite (synchronous=FULL, the default, and NORMAL) vs memory");
@@ -441,15 +401,15 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
     Ok(json!({
         "durable_vs_floor_p50": ratio(durable.p50_ms, floor.p50_ms),
         "durable_vs_sized_floor_p50": ratio(durable.p50_ms, floor_sized.p50_ms),
-        "throughput_vs_floor": ratio(ratchet_tps, floor_tps),
-        "service_cpu_per_turn_vs_floor": ratio(
-            per_turn_ms(ratchet_cpu.service_total(), ratchet_n),
-            per_turn_ms(floor_cpu.service_total(), floor_n)
-        ),
-        "restate_cpu_per_turn_vs_floor": ratio(
-            per_turn_ms(ratchet_cpu.restate_total(), ratchet_n),
-            per_turn_ms(floor_cpu.restate_total(), floor_n)
-        ),
+        "throughput_vs_floor": ratio(load.ratchet.per_s(), load.floor.per_s()),
+        "service_cpu_per_turn_vs_floor": ratio(load.ratchet.service_ms(), load.floor.service_ms()),
+        "restate_cpu_per_turn_vs_floor": ratio(load.ratchet.restate_ms(), load.floor.restate_ms()),
+        "journal_bytes_vs_floor": ratio(journal_bytes["ratchet"].as_f64().unwrap_or(0.0), journal_bytes["floor"].as_f64().unwrap_or(0.0)),
+        "throughput_vs_sized_floor": ratio(load.ratchet.per_s(), load.sized.per_s()),
+        "restate_cpu_per_turn_vs_sized_floor": ratio(load.ratchet.restate_ms(), load.sized.restate_ms()),
+        "sized_floor_restate_cpu_vs_floor": ratio(load.sized.restate_ms(), load.floor.restate_ms()),
+        "restate_cpu_per_turn_vs_paced_floor": ratio(load.ratchet.restate_ms(), load.paced.restate_ms()),
+        "paced_floor_throughput_vs_ratchet": ratio(load.paced.per_s(), load.ratchet.per_s()),
         "inline_sqlite_vs_memory_p50": ratio(inline_sqlite.p50_ms, inline_memory.p50_ms),
         "inline_sqlite_full_vs_normal_p50": ratio(inline_sqlite.p50_ms, inline_sqlite_normal.p50_ms),
         "journal_bytes_growth_10k_vs_10": ratio(g10k.journal_bytes_per_turn, g10.journal_bytes_per_turn),
@@ -469,8 +429,14 @@ pub async fn run(opts: &BenchOptions) -> HarnessResult<Value> {
             "floor": floor,
             "floor_with_turn_sized_steps": floor_sized,
             "step_record_bytes": step_bytes,
-            "throughput_turns_per_s": {"ratchet": round(ratchet_tps), "floor": round(floor_tps)},
-            "cpu_per_turn_under_load": cpu_per_turn,
+            "journal_bytes_per_turn": journal_bytes,
+            "under_load": {
+                "ratchet": load.ratchet.report(),
+                "floor": load.floor.report(),
+                "floor_sized": load.sized.report(),
+                "floor_paced": load.paced.report(),
+                "pace_us_per_step": load.pace_us,
+            },
             "timed_turns_checked": "every reply: outcome finished, six messages; the floor: nine steps",
             "journaled_steps_checked": steps_checked,
             "inline": {"sqlite": inline_sqlite, "sqlite_normal": inline_sqlite_normal, "memory": inline_memory},
