@@ -337,4 +337,43 @@ mod tests {
         }
         assert_eq!(REPREPARED.load(Ordering::Relaxed), 0);
     }
+
+    /// Every statement of the backend fits the connection's statement
+    /// cache, so a hot statement is never evicted by the others and parsed
+    /// again. Counts the SQL string literals of the backend's sources.
+    #[test]
+    fn every_statement_fits_the_statement_cache() {
+        let sources = [
+            include_str!("commit.rs"),
+            include_str!("inbox.rs"),
+            include_str!("mod.rs"),
+            include_str!("records.rs"),
+            include_str!("rows.rs"),
+            include_str!("schema.rs"),
+            include_str!("waits.rs"),
+        ];
+        let openings = [
+            "\"SELECT ",
+            "\"INSERT ",
+            "\"UPDATE ",
+            "\"DELETE ",
+            "\"WITH ",
+        ];
+        let statements: usize = sources
+            .iter()
+            .map(|src| {
+                openings
+                    .iter()
+                    .map(|o| src.matches(o).count())
+                    .sum::<usize>()
+            })
+            .sum();
+        // The openings above appear once more, in this test's own list.
+        let statements = statements - openings.len();
+        assert!(statements >= 40, "counted only {statements} statements");
+        assert!(
+            statements <= super::super::schema::STATEMENT_CACHE_CAPACITY,
+            "{statements} statements outgrow the statement cache"
+        );
+    }
 }

@@ -5,6 +5,13 @@ use crate::store::{SqliteSync, StoreError};
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::Path;
 
+/// Prepared statements the connection keeps. It holds every statement
+/// the backend has (a test counts them), so none is ever evicted and
+/// parsed again: with rusqlite's default of 16, a turn's statements
+/// pushed each other out and their re-preparation took 2.6% of the
+/// service's CPU under load.
+pub const STATEMENT_CACHE_CAPACITY: usize = 64;
+
 /// `PRAGMA application_id` of a ratchet database ("RTCH").
 pub const APPLICATION_ID: i64 = 0x5254_4348;
 
@@ -154,6 +161,7 @@ pub fn open(path: &Path, durability: SqliteSync) -> Result<Connection, StoreErro
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(map_err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     // The first read of the header tells a database from anything else.
     let app_id: i64 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
