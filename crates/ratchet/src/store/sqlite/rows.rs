@@ -261,7 +261,7 @@ pub(super) fn collect<T>(
     }
     drop(rows);
     #[cfg(test)]
-    tests::note_reprepares(&stmt);
+    tests::note_run(sql, &stmt);
     Ok(out)
 }
 
@@ -273,7 +273,11 @@ pub(super) fn exec<P: rusqlite::Params>(
     sql: &str,
     params: P,
 ) -> rusqlite::Result<usize> {
-    c.prepare_cached(sql)?.execute(params)
+    let mut stmt = c.prepare_cached(sql)?;
+    let out = stmt.execute(params);
+    #[cfg(test)]
+    tests::note_run(sql, &stmt);
+    out
 }
 
 /// Reads one row through the statement cache.
@@ -283,7 +287,11 @@ pub(super) fn row<T, P: rusqlite::Params>(
     params: P,
     f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
-    c.prepare_cached(sql)?.query_row(params, f)
+    let mut stmt = c.prepare_cached(sql)?;
+    let out = stmt.query_row(params, f);
+    #[cfg(test)]
+    tests::note_run(sql, &stmt);
+    out
 }
 
 fn inbox_entry(r: &rusqlite::Row<'_>) -> StoreResult<InboxEntry> {
@@ -302,13 +310,75 @@ mod tests {
     use crate::model::{SessionId, TurnInput};
     use crate::store::prelude::*;
     use crate::store::{InboxPayload, NewInboxEntry, SqliteStore};
-    use std::sync::atomic::{AtomicU64, Ordering};
 
-    static REPREPARED: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        /// Re-preparations SQLite made of the statements this thread ran
+        /// (`SQLITE_STMTSTATUS_REPREPARE`).
+        static REPREPARED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+        /// Each statement this thread ran, with how often its prepared
+        /// statement has run (SQLite's `SQLITE_STMTSTATUS_RUN`: 1 means it
+        /// was prepared afresh for this run).
+        static RUNS: std::cell::RefCell<Vec<(String, i32)>> = const {
+            std::cell::RefCell::new(Vec::new())
+        };
+    }
 
-    pub(super) fn note_reprepares(stmt: &rusqlite::CachedStatement<'_>) {
+    /// Notes one run of a cached statement.
+    pub(super) fn note_run(sql: &str, stmt: &rusqlite::CachedStatement<'_>) {
         let n = stmt.get_status(rusqlite::StatementStatus::RePrepare);
-        REPREPARED.fetch_add(n as u64, Ordering::Relaxed);
+        REPREPARED.with(|c| c.set(c.get() + n as u64));
+        let runs = stmt.get_status(rusqlite::StatementStatus::Run);
+        RUNS.with(|r| r.borrow_mut().push((sql.to_string(), runs)));
+    }
+
+    /// From its third turn on, an inline turn on SQLite (which runs more
+    /// statements than a durable one: it also checkpoints every step)
+    /// prepares none of its statements again: the cache holds them all,
+    /// more than rusqlite's default capacity of 16.
+    #[tokio::test]
+    async fn a_turns_statements_stay_prepared_from_turn_to_turn() {
+        use crate::engine::CancelToken;
+        use crate::engine::inline::InlineRunner;
+        use std::collections::HashSet;
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("s.db")).unwrap());
+        let rt = crate::Agent::new("cache")
+            .store(store)
+            .model(Arc::new(crate::llm::DemoModel::new()))
+            .tool(Arc::new(crate::tools::Calculator))
+            .runtime()
+            .unwrap();
+        let runner = InlineRunner::new(rt, "test-owner");
+        let sid = SessionId::new("s").unwrap();
+        let mut seen: HashSet<String> = HashSet::new();
+        for (i, question) in ["what is 2+3?", "what is 4*5?", "what is 7-1?"]
+            .into_iter()
+            .enumerate()
+        {
+            RUNS.with(|r| r.borrow_mut().clear());
+            let turn = runner
+                .turn(&sid, TurnInput::text(question), &CancelToken::new())
+                .await
+                .unwrap();
+            assert!(
+                matches!(turn.outcome, crate::model::TurnOutcome::Finished(_)),
+                "turn {i}: {:?}",
+                turn.outcome
+            );
+            let runs = RUNS.with(|r| r.take());
+            if i == 2 {
+                let distinct: HashSet<&str> = runs.iter().map(|(s, _)| s.as_str()).collect();
+                assert!(distinct.len() > 16, "only {} statements", distinct.len());
+                let fresh: Vec<&str> = runs
+                    .iter()
+                    .filter(|(sql, n)| *n == 1 && seen.contains(sql))
+                    .map(|(sql, _)| sql.as_str())
+                    .collect();
+                assert!(fresh.is_empty(), "prepared again: {fresh:#?}");
+            }
+            seen.extend(runs.into_iter().map(|(sql, _)| sql));
+        }
     }
 
     /// The hot reads run from the statement cache with new bound values
@@ -335,7 +405,7 @@ mod tests {
             store.inbox_page(&sid, n as usize).await.unwrap();
             store.live_head(&sid, n as usize).await.unwrap();
         }
-        assert_eq!(REPREPARED.load(Ordering::Relaxed), 0);
+        assert_eq!(REPREPARED.with(|c| c.get()), 0);
     }
 
     /// Every statement of the backend fits the connection's statement
