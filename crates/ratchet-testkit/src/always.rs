@@ -34,7 +34,8 @@ use ratchet::Agent;
 use ratchet::engine::{CancelToken, EngineError, RunMode, TurnRequest, TurnResult, run_turn};
 use ratchet::journal::divergence::StepAt;
 use ratchet::journal::{
-    Divergence, Journal, JournalError, JournalTier, StepBody, StepError, StepRecord, check_record,
+    Divergence, Journal, JournalError, JournalTier, StepBody, StepError, StepOutput, StepRecord,
+    check_record, output_value,
 };
 use ratchet::model::{SessionId, TurnId, TurnInput};
 use ratchet::store::{MemoryStore, SessionStore};
@@ -104,7 +105,7 @@ pub enum AlwaysReplayError {
 #[derive(Clone)]
 struct Recorded {
     at: StepRecord,
-    outcome: Result<serde_json::Value, StepError>,
+    outcome: Result<StepOutput, StepError>,
 }
 
 /// What the live step of one execution left.
@@ -137,7 +138,7 @@ impl Journal for Stepwise {
         name: &str,
         input_hash: &str,
         body: StepBody<'_>,
-    ) -> Result<serde_json::Value, JournalError> {
+    ) -> Result<StepOutput, JournalError> {
         let at = {
             let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
             let at = *cursor;
@@ -164,13 +165,16 @@ impl Journal for Stepwise {
                 step: name.to_string(),
                 message,
             },
-            outcome => Fresh::Recorded(Recorded {
-                at: StepRecord {
-                    output: outcome.clone().unwrap_or(serde_json::Value::Null),
-                    ..at_step
-                },
-                outcome,
-            }),
+            outcome => {
+                let output = match &outcome {
+                    Ok(raw) => output_value(name, raw)?,
+                    Err(_) => serde_json::Value::Null,
+                };
+                Fresh::Recorded(Recorded {
+                    at: StepRecord { output, ..at_step },
+                    outcome,
+                })
+            }
         };
         *self.fresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
         self.recorded.notify_one();

@@ -18,7 +18,10 @@
 //! surface in another's error (a provider echoing its key, a driver error
 //! quoting a connection string).
 
+mod serialize;
+
 use serde_json::Value;
+pub use serialize::Redacted;
 use std::borrow::Cow;
 use std::sync::RwLock;
 

@@ -284,7 +284,7 @@ impl TurnCx<'_> {
 
     /// Runs a step, passing the fault points before and after it. A record
     /// over `max_step_record_bytes` fails the step terminally, before the
-    /// journal ever sees it.
+    /// journal ever sees it (`run_step` measures the record it wrote).
     pub async fn step<T, F>(
         &self,
         base: StepName,
@@ -305,15 +305,6 @@ impl TurnCx<'_> {
             let counted = async { (body.await, STEP_RETRIES.with(|c| c.get())) };
             let (out, retries) = STEP_RETRIES.scope(std::cell::Cell::new(0), counted).await;
             let out = out?;
-            let size = serde_json::to_vec(&out)
-                .map(|v| v.len())
-                .unwrap_or(usize::MAX);
-            if size > max {
-                return Err(StepError::Terminal {
-                    code: ErrorCode::StepRecordTooLarge,
-                    message: format!("the step's record is {size} bytes, over the limit of {max}"),
-                });
-            }
             if self.rt.config.live_events {
                 // The timeline's bar: when the step ran here, its retries,
                 // and how many steps this run replayed before it.
@@ -329,7 +320,7 @@ impl TurnCx<'_> {
             Ok(out)
         };
         fault::point("before", &name);
-        let out = run_step(self.journal, self.turn, &name, input_hash, capped).await;
+        let out = run_step(self.journal, self.turn, &name, input_hash, max, capped).await;
         if !ran.load(Ordering::Relaxed) {
             self.replayed.fetch_add(1, Ordering::Relaxed);
         }

@@ -64,7 +64,7 @@ impl Journal for CheckpointJournal {
         name: &str,
         input_hash: &str,
         body: StepBody<'_>,
-    ) -> Result<serde_json::Value, JournalError> {
+    ) -> Result<StepOutput, JournalError> {
         // Steps of one journal run one at a time, so holding the lock across
         // the body serializes nothing that was concurrent.
         let mut turns = self.turns.lock().await;
@@ -77,14 +77,14 @@ impl Journal for CheckpointJournal {
         if let Some(record) = cursor.recorded.get(seq) {
             check_record(record, turn, name, input_hash)?;
             cursor.next += 1;
-            return Ok(record.output.clone());
+            return raw_output(name, &record.output);
         }
         let output = body.await?;
         let record = StepRecord {
             turn_id: turn.to_string(),
             step: name.to_string(),
             input_hash: input_hash.to_string(),
-            output,
+            output: output_value(name, &output)?,
         };
         let checkpoint = Checkpoint {
             session_id: self.session.clone(),
@@ -97,8 +97,8 @@ impl Journal for CheckpointJournal {
             })?,
         };
         self.store.put_checkpoint(&checkpoint).await?;
-        cursor.recorded.push(record.clone());
+        cursor.recorded.push(record);
         cursor.next += 1;
-        Ok(record.output)
+        Ok(output)
     }
 }

@@ -37,17 +37,18 @@ impl Journal for MemoryJournal {
         name: &str,
         input_hash: &str,
         body: StepBody<'_>,
-    ) -> Result<serde_json::Value, JournalError> {
+    ) -> Result<StepOutput, JournalError> {
         let output = body.await?;
+        let record = StepRecord {
+            turn_id: turn.to_string(),
+            step: name.to_string(),
+            input_hash: input_hash.to_string(),
+            output: output_value(name, &output)?,
+        };
         self.records
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(StepRecord {
-                turn_id: turn.to_string(),
-                step: name.to_string(),
-                input_hash: input_hash.to_string(),
-                output: output.clone(),
-            });
+            .push(record);
         Ok(output)
     }
 }

@@ -189,9 +189,31 @@ impl JournalError {
     }
 }
 
+/// A step's output as its record holds it: JSON text, already redacted,
+/// written straight from the step's typed result (no `Value` tree).
+pub type StepOutput = Box<serde_json::value::RawValue>;
+
 /// A step body: runs at most once per recorded step.
-pub type StepBody<'a> =
-    Pin<Box<dyn Future<Output = Result<serde_json::Value, StepError>> + Send + 'a>>;
+pub type StepBody<'a> = Pin<Box<dyn Future<Output = Result<StepOutput, StepError>> + Send + 'a>>;
+
+/// A recorded output as a JSON value (for [`StepRecord`]s and recordings).
+pub fn output_value(
+    name: &str,
+    output: &serde_json::value::RawValue,
+) -> Result<serde_json::Value, JournalError> {
+    serde_json::from_str(output.get()).map_err(|e| JournalError::Decode {
+        step: name.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// A JSON value as a recorded output.
+pub fn raw_output(name: &str, value: &serde_json::Value) -> Result<StepOutput, JournalError> {
+    serde_json::value::to_raw_value(value).map_err(|e| JournalError::Decode {
+        step: name.to_string(),
+        message: e.to_string(),
+    })
+}
 
 /// How a durable wait ended, as the journal saw it.
 #[derive(Clone, Debug, PartialEq)]
@@ -223,7 +245,7 @@ pub trait Journal: Send + Sync {
         name: &str,
         input_hash: &str,
         body: StepBody<'_>,
-    ) -> Result<serde_json::Value, JournalError>;
+    ) -> Result<StepOutput, JournalError>;
 
     /// A durable promise for the wait named `name` (its place in the turn,
     /// like a step's name): the id a decision names it by, and a future
@@ -243,12 +265,15 @@ pub trait Journal: Send + Sync {
     }
 }
 
-/// Runs a typed step through a journal.
+/// Runs a typed step through a journal. An output whose record would be
+/// over `max_bytes` fails the step terminally (`step_record_too_large`)
+/// instead of reaching the journal.
 pub async fn run_step<T, F>(
     journal: &dyn Journal,
     turn: &TurnId,
     name: &str,
     input_hash: &str,
+    max_bytes: usize,
     body: F,
 ) -> Result<T, JournalError>
 where
@@ -274,12 +299,24 @@ where
         let out = body.await;
         crate::metrics::step_ran(name, started.elapsed().as_secs_f64());
         let out = out.map_err(StepError::redacted)?;
-        let mut value = serde_json::to_value(out).map_err(|e| StepError::Terminal {
-            code: ErrorCode::JournalEncode,
-            message: e.to_string(),
-        })?;
-        crate::secrets::redact_value(&mut value);
-        Ok(value)
+        // Written once, redacted string by string as it is written.
+        let output =
+            serde_json::value::to_raw_value(&crate::secrets::Redacted(&out)).map_err(|e| {
+                StepError::Terminal {
+                    code: ErrorCode::JournalEncode,
+                    message: e.to_string(),
+                }
+            })?;
+        let size = output.get().len();
+        if size > max_bytes {
+            return Err(StepError::Terminal {
+                code: ErrorCode::StepRecordTooLarge,
+                message: format!(
+                    "the step's record is {size} bytes, over the limit of {max_bytes}"
+                ),
+            });
+        }
+        Ok(output)
     });
     let value = journal
         .step(turn, name, input_hash, body)
@@ -291,8 +328,8 @@ where
     if replayed && value.is_ok() {
         crate::metrics::step_replayed(name);
     }
-    let value = value?;
-    serde_json::from_value(value).map_err(|e| JournalError::Decode {
+    let output = value?;
+    serde_json::from_str(output.get()).map_err(|e| JournalError::Decode {
         step: name.to_string(),
         message: e.to_string(),
     })
@@ -305,17 +342,33 @@ pub fn check_record(
     name: &str,
     input_hash: &str,
 ) -> Result<(), JournalError> {
-    if record.turn_id != turn.as_str() || record.step != name {
+    let recorded = (
+        record.turn_id.as_str(),
+        record.step.as_str(),
+        record.input_hash.as_str(),
+    );
+    check_identity(recorded, turn, name, input_hash)
+}
+
+/// Checks a recorded step's `(turn id, step, input hash)` against the one
+/// being run.
+pub fn check_identity(
+    (turn_id, step, hash): (&str, &str, &str),
+    turn: &TurnId,
+    name: &str,
+    input_hash: &str,
+) -> Result<(), JournalError> {
+    if turn_id != turn.as_str() || step != name {
         return Err(JournalError::Mismatch {
             step: name.to_string(),
-            expected: format!("step '{}' of turn '{}'", record.step, record.turn_id),
+            expected: format!("step '{step}' of turn '{turn_id}'"),
             actual: format!("step '{name}' of turn '{turn}'"),
         });
     }
-    if record.input_hash != input_hash {
+    if hash != input_hash {
         return Err(JournalError::Mismatch {
             step: name.to_string(),
-            expected: format!("input hash {}", record.input_hash),
+            expected: format!("input hash {hash}"),
             actual: format!("input hash {input_hash}"),
         });
     }

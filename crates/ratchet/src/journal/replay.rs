@@ -64,7 +64,7 @@ impl Journal for ReplayJournal {
         name: &str,
         input_hash: &str,
         _body: StepBody<'_>,
-    ) -> Result<serde_json::Value, JournalError> {
+    ) -> Result<StepOutput, JournalError> {
         let mut cursor = self.cursor.lock().unwrap_or_else(|e| e.into_inner());
         let ran = StepAt {
             turn_id: turn.to_string(),
@@ -94,6 +94,6 @@ impl Journal for ReplayJournal {
         if self.cancelled_at.as_deref() == Some(name) {
             return Err(JournalError::Cancelled);
         }
-        Ok(record.output.clone())
+        raw_output(name, &record.output)
     }
 }

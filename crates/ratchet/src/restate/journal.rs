@@ -6,12 +6,24 @@
 
 use crate::ErrorCode;
 use crate::journal::{
-    Journal, JournalError, JournalTier, StepBody, StepError, StepRecord, WaitFuture, WaitOutcome,
-    check_record,
+    Journal, JournalError, JournalTier, StepBody, StepError, StepOutput, WaitFuture, WaitOutcome,
+    check_identity,
 };
 use crate::model::TurnId;
 use async_trait::async_trait;
 use restate_sdk::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// A step's entry in Restate's journal: the step's identity, checked on
+/// replay, and its output as the step wrote it (copied, never re-parsed
+/// into a tree). The same JSON as a [`crate::journal::StepRecord`].
+#[derive(Serialize, Deserialize)]
+struct DurableStep {
+    turn_id: String,
+    step: String,
+    input_hash: String,
+    output: StepOutput,
+}
 
 /// Status code Restate uses for a cancelled invocation.
 const CANCELLED: u16 = 409;
@@ -61,20 +73,20 @@ impl Journal for RestateJournal<'_> {
         name: &str,
         input_hash: &str,
         body: StepBody<'_>,
-    ) -> Result<serde_json::Value, JournalError> {
-        let record = StepRecord {
-            turn_id: turn.to_string(),
-            step: name.to_string(),
-            input_hash: input_hash.to_string(),
-            output: serde_json::Value::Null,
-        };
+    ) -> Result<StepOutput, JournalError> {
+        let (turn_id, step, hash) = (turn.to_string(), name.to_string(), input_hash.to_string());
         // The context is covariant in its lifetime: a shorter borrow lets
         // the run closure capture the body, which lives only for this call.
         let ctx: &ObjectContext<'_> = self.ctx;
         let result = ctx
             .run(move || async move {
                 match body.await {
-                    Ok(output) => Ok(Json(StepRecord { output, ..record })),
+                    Ok(output) => Ok(Json(DurableStep {
+                        turn_id,
+                        step,
+                        input_hash: hash,
+                        output,
+                    })),
                     Err(StepError::Retryable(m)) => Err(HandlerError::from(m)),
                     Err(StepError::Terminal { code, message }) => {
                         Err(to_terminal(code, &message).into())
@@ -85,7 +97,12 @@ impl Journal for RestateJournal<'_> {
             .await;
         match result {
             Ok(Json(recorded)) => {
-                check_record(&recorded, turn, name, input_hash)?;
+                let identity = (
+                    recorded.turn_id.as_str(),
+                    recorded.step.as_str(),
+                    recorded.input_hash.as_str(),
+                );
+                check_identity(identity, turn, name, input_hash)?;
                 Ok(recorded.output)
             }
             Err(e) => Err(from_terminal(&e)),
