@@ -217,6 +217,14 @@ async fn a_steer_joins_the_running_turn_at_its_next_model_call() {
     let last = seen[1].messages.last().unwrap();
     assert_eq!(text_of(last), "use more precision", "after the tool result");
     assert_eq!(users(&seen[2]), vec!["start", "use more precision"]);
+    // Each call's context is the previous call's, then what the turn
+    // added since: its steer once, in its place (the model calls keep the
+    // context between them and copy only what is new).
+    let roles = |r: &ModelRequest| -> Vec<Role> { r.messages.iter().map(|m| m.role).collect() };
+    let (s, u, a, t) = (Role::System, Role::User, Role::Assistant, Role::Tool);
+    assert_eq!(roles(&seen[1]), vec![s, u, a, t, u]);
+    assert_eq!(roles(&seen[2]), vec![s, u, a, t, u, a, t]);
+    assert_eq!(seen[2].messages[..5], seen[1].messages[..]);
 
     assert_eq!(
         rig.history().await,

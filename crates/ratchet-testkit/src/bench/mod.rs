@@ -72,7 +72,7 @@ impl Sizes {
                 inline: 200,
                 growth_turns: 30,
                 sessions_for_rss: 1000,
-                long_turns: 5,
+                long_turns: 15,
                 deep_turns: 300,
                 views: 50,
             }

@@ -72,6 +72,56 @@ pub fn assemble(
     out
 }
 
+/// A turn's model context, kept from one model call to the next so each
+/// call copies only the turn's messages added since the last: the system
+/// prompt and kept history never change within a frame, and the turn's
+/// messages only grow. Without it every call copied the whole context,
+/// which made that copy (and dropping it) a seventh of a long turn's own
+/// work per step.
+#[derive(Default)]
+pub struct KeptContext {
+    messages: Vec<Message>,
+    /// The kept history's length and the turn's message count `messages`
+    /// was built from; `None`: nothing kept.
+    built_from: Option<(usize, usize)>,
+}
+
+impl KeptContext {
+    /// The context for a call: as [`assemble`] builds it, reusing what
+    /// the last call put back. Nothing is kept until [`Self::put_back`].
+    pub fn take(
+        &mut self,
+        system_prompt: &str,
+        history: &[Message],
+        turn_messages: &[Message],
+    ) -> Vec<Message> {
+        match self.built_from.take() {
+            Some((kept, turn)) if kept == history.len() && turn <= turn_messages.len() => {
+                let mut out = std::mem::take(&mut self.messages);
+                out.extend(turn_messages[turn..].iter().cloned());
+                out
+            }
+            _ => assemble(system_prompt, history, turn_messages),
+        }
+    }
+
+    /// Keeps the first `len` of `messages` (a context [`Self::take`]
+    /// returned, built from `history_len` kept history messages and
+    /// `turn_count` turn messages, and what was appended after them) for
+    /// the next call.
+    pub fn put_back(
+        &mut self,
+        mut messages: Vec<Message>,
+        len: usize,
+        history_len: usize,
+        turn_count: usize,
+    ) {
+        messages.truncate(len);
+        self.messages = messages;
+        self.built_from = Some((history_len, turn_count));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +165,36 @@ mod tests {
             "drops results whose call is cut"
         );
         assert_eq!(plan_context_start(&h, 0), 5);
+    }
+
+    /// Call after call, the kept context is exactly what `assemble`
+    /// builds, whatever was appended to it (steers) before it came back;
+    /// and other history or fewer turn messages start it over.
+    #[test]
+    fn a_kept_context_equals_the_assembled_one_call_after_call() {
+        let h = vec![msg(Role::User, "u1"), msg(Role::Event, "e"), call("c1")];
+        let mut turn = vec![msg(Role::User, "u2")];
+        let mut kept = KeptContext::default();
+        for round in 0..4 {
+            let ctx = kept.take("sys", &h, &turn);
+            assert_eq!(ctx, assemble("sys", &h, &turn), "round {round}");
+            let len = ctx.len();
+            let mut sent = ctx;
+            sent.push(msg(Role::User, "steer"));
+            kept.put_back(sent, len, h.len(), turn.len());
+            turn.push(msg(Role::Assistant, &format!("a{round}")));
+            turn.push(msg(Role::Tool, &format!("t{round}")));
+        }
+        let shorter = &turn[..2];
+        assert_eq!(kept.take("sys", &h, shorter), assemble("sys", &h, shorter));
+        kept.put_back(assemble("sys", &h, &turn), 0, h.len(), turn.len());
+        let other = &h[..1];
+        assert_eq!(
+            kept.take("sys", other, &turn),
+            assemble("sys", other, &turn)
+        );
+        // Not put back: the next call assembles afresh.
+        assert_eq!(kept.take("sys", &h, &turn), assemble("sys", &h, &turn));
     }
 
     #[test]

@@ -62,6 +62,8 @@ struct Loop<'c, 'a> {
     steer_seq: u64,
     /// The JSON of `messages`, for the model calls' input hashes.
     json: model_step::MessagesJson,
+    /// The model context, kept between calls.
+    context: super::context::KeptContext,
 }
 
 /// Runs the effect loop with the turn's tools; `events` are those the turn
@@ -87,6 +89,7 @@ pub async fn run(
         steered: Vec::new(),
         steer_seq: 0,
         json: model_step::MessagesJson::default(),
+        context: Default::default(),
     };
     let outcome = lp.drive().await?;
     Ok(Effects {
@@ -335,6 +338,7 @@ impl Loop<'_, '_> {
             steer_seq: self.steer_seq,
             tools: self.tools,
             json: &mut self.json,
+            context: &mut self.context,
         };
         model_step::run(self.cx, call).await
     }

@@ -6,7 +6,7 @@
 
 use super::answer::unique_call_ids;
 use super::claim::ClaimRecord;
-use super::context::assemble;
+use super::context::KeptContext;
 use super::prepare::PrepareRecord;
 use super::steer::{self, Steered};
 use super::{TurnCx, step_err};
@@ -65,6 +65,8 @@ pub struct ModelCall<'c> {
     pub tools: &'c crate::tools::ToolRegistry,
     /// The JSON of `messages`, kept across calls.
     pub json: &'c mut MessagesJson,
+    /// The context, kept across calls.
+    pub context: &'c mut KeptContext,
 }
 
 /// The JSON of a turn's messages as serde_json writes them inside an
@@ -130,6 +132,7 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
         steer_seq,
         tools,
         json,
+        context,
     } = call;
     let hash = json.input_hash(claim.base_version, i, messages, &tools.names())?;
     cx.step(StepName::Model(i), &hash, async move {
@@ -159,10 +162,14 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
             .await
             .map_err(step_err)?;
         let kept = history.get(prep.context_start..).unwrap_or_default();
-        // One copy of the context: history kept, the turn so far, then
-        // the steers this call took.
-        let mut messages = assemble(&prep.system_prompt, kept, messages);
+        // The context: history kept and the turn so far (copying only what
+        // the last call did not send), then the steers this call took.
+        let turn_count = messages.len();
+        let mut messages = context.take(&prep.system_prompt, kept, messages);
+        let context_len = messages.len();
         messages.extend(steered.iter().map(|s| s.message.clone()));
+        // A plugin may rewrite the context: then the next call builds its own.
+        let reuse = rt.plugins.is_empty();
         for p in rt.plugins.iter() {
             p.transform_context(&cx.turn_info(&claim.settings), &mut messages);
         }
@@ -171,6 +178,26 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
             tools: tools.specs(),
             iteration: i,
         };
+        let record = call_model(cx, i, &request, message_id, steered).await;
+        if reuse {
+            context.put_back(request.messages, context_len, kept.len(), turn_count);
+        }
+        record
+    })
+    .await
+}
+
+/// Calls the model under the retry policy and timeout: the record of step
+/// `model:{i}`.
+async fn call_model(
+    cx: &TurnCx<'_>,
+    i: u32,
+    request: &ModelRequest,
+    message_id: String,
+    steered: Vec<Steered>,
+) -> Result<ModelRecord, crate::journal::StepError> {
+    let rt = cx.rt;
+    {
         let policy = &rt.config.provider_retry;
         let mut backoff = policy.initial_backoff_ms;
         let mut attempts = 0;
@@ -190,7 +217,7 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
                 step: cx.step_name(StepName::Model(i)).to_string(),
                 attempt: attempts,
             };
-            let live = crate::live::in_call(call, rt.model.complete(&request));
+            let live = crate::live::in_call(call, rt.model.complete(request));
             let span = tracing::debug_span!("model_call", attempt = attempts);
             let called = match tokio::time::timeout(timeout, live).instrument(span).await {
                 Ok(result) => result,
@@ -236,8 +263,7 @@ pub async fn run(cx: &TurnCx<'_>, call: ModelCall<'_>) -> Result<ModelRecord, Jo
                 }
             }
         }
-    })
-    .await
+    }
 }
 
 #[cfg(test)]

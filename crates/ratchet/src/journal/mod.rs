@@ -374,3 +374,82 @@ pub fn check_identity(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Out {
+        text: String,
+        tags: BTreeMap<String, u32>,
+    }
+
+    fn run<'a>(
+        journal: &'a dyn Journal,
+        turn: &'a TurnId,
+        out: Out,
+        max: usize,
+    ) -> impl Future<Output = Result<Out, JournalError>> + 'a {
+        run_step(journal, turn, "model:0", "h0", max, async move { Ok(out) })
+    }
+
+    /// What a step returns is redacted in its record and in what the turn
+    /// gets back, and a recording of it replays to the same value.
+    #[tokio::test]
+    async fn a_step_record_is_written_redacted_and_replays_as_written() {
+        crate::secrets::register("TEST_JOURNAL_KEY", "sk-journal-77aa88bb").unwrap();
+        let turn = TurnId::new("t-journal").unwrap();
+        let journal = MemoryJournal::new();
+        let out = Out {
+            text: "key sk-journal-77aa88bb".into(),
+            tags: BTreeMap::from([("b".into(), 2), ("a".into(), 1)]),
+        };
+        let got = run(&journal, &turn, out, usize::MAX).await.unwrap();
+        assert_eq!(got.text, format!("key {}", crate::secrets::MASK));
+        let records = journal.records();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].output["text"], got.text.as_str());
+        assert_eq!(
+            records[0].output["tags"],
+            serde_json::json!({"a": 1, "b": 2})
+        );
+
+        let recording = Recording {
+            format: RECORDING_FORMAT,
+            session_id: "s".into(),
+            turn_id: turn.to_string(),
+            input_id: "i".into(),
+            steps: records,
+            cancelled_at: None,
+            tier: JournalTier::Inline,
+        };
+        let replay = ReplayJournal::new(&recording);
+        let unused = Out {
+            text: "never recorded".into(),
+            tags: BTreeMap::new(),
+        };
+        let replayed = run(&replay, &turn, unused, usize::MAX).await.unwrap();
+        assert_eq!(replayed, got);
+    }
+
+    /// The cap measures the record as written: one byte over fails the
+    /// step terminally and the journal records nothing.
+    #[tokio::test]
+    async fn a_record_over_the_cap_fails_before_the_journal_sees_it() {
+        let turn = TurnId::new("t-cap").unwrap();
+        let out = || Out {
+            text: "x".repeat(100),
+            tags: BTreeMap::new(),
+        };
+        let size = serde_json::to_string(&out()).unwrap().len();
+        let journal = MemoryJournal::new();
+        assert!(run(&journal, &turn, out(), size).await.is_ok());
+        let over = MemoryJournal::new();
+        let err = run(&over, &turn, out(), size - 1).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::StepRecordTooLarge);
+        assert!(err.to_string().contains(&format!("{size} bytes")), "{err}");
+        assert!(over.records().is_empty());
+    }
+}

@@ -101,6 +101,11 @@ impl PluginSet {
         self
     }
 
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The plugins, in order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Plugin>> {
         self.0.iter()
