@@ -197,70 +197,68 @@ async fn call_model(
     steered: Vec<Steered>,
 ) -> Result<ModelRecord, crate::journal::StepError> {
     let rt = cx.rt;
-    {
-        let policy = &rt.config.provider_retry;
-        let mut backoff = policy.initial_backoff_ms;
-        let mut attempts = 0;
-        let effect_key = format!("model:{}:{i}", cx.turn);
-        loop {
-            attempts += 1;
-            if rt.config.effect_ledger {
-                rt.store
-                    .count_effect(cx.session, &effect_key)
-                    .await
-                    .map_err(step_err)?;
+    let policy = &rt.config.provider_retry;
+    let mut backoff = policy.initial_backoff_ms;
+    let mut attempts = 0;
+    let effect_key = format!("model:{}:{i}", cx.turn);
+    loop {
+        attempts += 1;
+        if rt.config.effect_ledger {
+            rt.store
+                .count_effect(cx.session, &effect_key)
+                .await
+                .map_err(step_err)?;
+        }
+        let timeout = Duration::from_millis(rt.config.model_timeout_ms);
+        let call = crate::live::LiveCall {
+            session_id: cx.session.to_string(),
+            turn_id: cx.turn.to_string(),
+            step: cx.step_name(StepName::Model(i)).to_string(),
+            attempt: attempts,
+        };
+        let live = crate::live::in_call(call, rt.model.complete(request));
+        let span = tracing::debug_span!("model_call", attempt = attempts);
+        let called = match tokio::time::timeout(timeout, live).instrument(span).await {
+            Ok(result) => result,
+            Err(_) => Err(crate::llm::ProviderError {
+                message: format!(
+                    "model call timed out after {} ms",
+                    rt.config.model_timeout_ms
+                ),
+                retryable: true,
+            }),
+        };
+        match called {
+            Ok(resp) => {
+                let mut usage = resp.usage;
+                usage.model_calls = 1;
+                return Ok(ModelRecord::Response {
+                    message: Message {
+                        id: message_id,
+                        role: Role::Assistant,
+                        parts: unique_call_ids(resp.parts, i),
+                    },
+                    usage,
+                    finish_reason: resp.finish_reason,
+                    directive: resp.directive,
+                    attempts,
+                    steered,
+                });
             }
-            let timeout = Duration::from_millis(rt.config.model_timeout_ms);
-            let call = crate::live::LiveCall {
-                session_id: cx.session.to_string(),
-                turn_id: cx.turn.to_string(),
-                step: cx.step_name(StepName::Model(i)).to_string(),
-                attempt: attempts,
-            };
-            let live = crate::live::in_call(call, rt.model.complete(request));
-            let span = tracing::debug_span!("model_call", attempt = attempts);
-            let called = match tokio::time::timeout(timeout, live).instrument(span).await {
-                Ok(result) => result,
-                Err(_) => Err(crate::llm::ProviderError {
-                    message: format!(
-                        "model call timed out after {} ms",
-                        rt.config.model_timeout_ms
-                    ),
-                    retryable: true,
-                }),
-            };
-            match called {
-                Ok(resp) => {
-                    let mut usage = resp.usage;
-                    usage.model_calls = 1;
-                    return Ok(ModelRecord::Response {
-                        message: Message {
-                            id: message_id,
-                            role: Role::Assistant,
-                            parts: unique_call_ids(resp.parts, i),
-                        },
-                        usage,
-                        finish_reason: resp.finish_reason,
-                        directive: resp.directive,
-                        attempts,
-                        steered,
-                    });
+            Err(e) if e.retryable && attempts < policy.attempts.max(1) => {
+                tracing::warn!(attempts, error = %e, "model call failed; retrying");
+                super::note_retry("model");
+                tokio::time::sleep(Duration::from_millis(backoff)).await;
+                backoff = (backoff * 2).min(policy.max_backoff_ms);
+                if cx.cancel.is_cancelled() {
+                    return Ok(ModelRecord::Cancelled);
                 }
-                Err(e) if e.retryable && attempts < policy.attempts.max(1) => {
-                    tracing::warn!(attempts, error = %e, "model call failed; retrying");
-                    super::note_retry("model");
-                    tokio::time::sleep(Duration::from_millis(backoff)).await;
-                    backoff = (backoff * 2).min(policy.max_backoff_ms);
-                    if cx.cancel.is_cancelled() {
-                        return Ok(ModelRecord::Cancelled);
-                    }
-                }
-                Err(e) => {
-                    return Ok(ModelRecord::Failed {
-                        message: e.message,
-                        attempts,
-                    });
-                }
+            }
+            Err(e) => {
+                return Ok(ModelRecord::Failed {
+                    message: e.message,
+                    attempts,
+                });
             }
         }
     }

@@ -132,3 +132,45 @@ impl Journal for RestateJournal<'_> {
         (id, Box::pin(waited))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::StepRecord;
+    use serde_json::json;
+
+    /// A durable step's record is the JSON of a `StepRecord`, both ways:
+    /// records journaled by builds that wrote `StepRecord` (keys sorted,
+    /// through a `Value`) replay here, and the admin API's recordings read
+    /// this build's records as `StepRecord`s.
+    #[test]
+    fn a_durable_record_is_a_step_record_both_ways() {
+        let output =
+            json!({"result": "response", "message": {"id": "t:msg:1", "parts": []}, "attempts": 1});
+        let old = StepRecord {
+            turn_id: "t".into(),
+            step: "model:0".into(),
+            input_hash: "abc".into(),
+            output: output.clone(),
+        };
+        let read: DurableStep = serde_json::from_slice(&serde_json::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(
+            (
+                read.turn_id.as_str(),
+                read.step.as_str(),
+                read.input_hash.as_str()
+            ),
+            ("t", "model:0", "abc")
+        );
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(read.output.get()).unwrap(),
+            output
+        );
+
+        let written = serde_json::to_vec(&read).unwrap();
+        assert_eq!(serde_json::from_slice::<StepRecord>(&written).unwrap(), old);
+        // Not valid JSON as an output: the record does not decode.
+        let bad = br#"{"turn_id":"t","step":"s","input_hash":"h","output":{"#;
+        assert!(serde_json::from_slice::<DurableStep>(bad).is_err());
+    }
+}

@@ -32,6 +32,16 @@ macro_rules! forward {
     };
 }
 
+/// The methods that open a compound value: its state is wrapped too, so
+/// its elements are serialized through [`Redacted`].
+macro_rules! compound {
+    ($($method:ident($($arg:ident: $ty:ty),* $(,)?) -> $state:ident),* $(,)?) => {
+        $(fn $method(self, $($arg: $ty),*) -> Result<Self::$state, S::Error> {
+            self.0.$method($($arg),*).map(Redacting)
+        })*
+    };
+}
+
 impl<S: Serializer> Serializer for Redacting<S> {
     type Ok = S::Ok;
     type Error = S::Error;
@@ -106,57 +116,25 @@ impl<S: Serializer> Serializer for Redacting<S> {
             .serialize_newtype_variant(name, index, variant, &Redacted(v))
     }
 
-    fn serialize_seq(self, len: Option<usize>) -> Result<Self::SerializeSeq, S::Error> {
-        self.0.serialize_seq(len).map(Redacting)
-    }
-
-    fn serialize_tuple(self, len: usize) -> Result<Self::SerializeTuple, S::Error> {
-        self.0.serialize_tuple(len).map(Redacting)
-    }
-
-    fn serialize_tuple_struct(
-        self,
-        name: &'static str,
-        len: usize,
-    ) -> Result<Self::SerializeTupleStruct, S::Error> {
-        self.0.serialize_tuple_struct(name, len).map(Redacting)
-    }
-
-    fn serialize_tuple_variant(
-        self,
-        name: &'static str,
-        index: u32,
-        variant: &'static str,
-        len: usize,
-    ) -> Result<Self::SerializeTupleVariant, S::Error> {
-        self.0
-            .serialize_tuple_variant(name, index, variant, len)
-            .map(Redacting)
-    }
-
-    fn serialize_map(self, len: Option<usize>) -> Result<Self::SerializeMap, S::Error> {
-        self.0.serialize_map(len).map(Redacting)
-    }
-
-    fn serialize_struct(
-        self,
-        name: &'static str,
-        len: usize,
-    ) -> Result<Self::SerializeStruct, S::Error> {
-        self.0.serialize_struct(name, len).map(Redacting)
-    }
-
-    fn serialize_struct_variant(
-        self,
-        name: &'static str,
-        index: u32,
-        variant: &'static str,
-        len: usize,
-    ) -> Result<Self::SerializeStructVariant, S::Error> {
-        self.0
-            .serialize_struct_variant(name, index, variant, len)
-            .map(Redacting)
-    }
+    compound!(
+        serialize_seq(len: Option<usize>) -> SerializeSeq,
+        serialize_tuple(len: usize) -> SerializeTuple,
+        serialize_tuple_struct(name: &'static str, len: usize) -> SerializeTupleStruct,
+        serialize_tuple_variant(
+            name: &'static str,
+            index: u32,
+            variant: &'static str,
+            len: usize,
+        ) -> SerializeTupleVariant,
+        serialize_map(len: Option<usize>) -> SerializeMap,
+        serialize_struct(name: &'static str, len: usize) -> SerializeStruct,
+        serialize_struct_variant(
+            name: &'static str,
+            index: u32,
+            variant: &'static str,
+            len: usize,
+        ) -> SerializeStructVariant,
+    );
 
     fn is_human_readable(&self) -> bool {
         self.0.is_human_readable()
